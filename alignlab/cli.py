@@ -1,0 +1,93 @@
+"""The command line: a thin layer that parses a config dataclass and calls one `run_*` function.
+
+`alignlab <command> [<subcommand>] [--config FILE.yaml] [--key value ...]`. Commands are imported lazily
+so that `alignlab --help` is instant. Bad input (UsageError) is one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from dataclasses import dataclass
+
+from alignlab.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Command:
+    target: str  # "module:function"; the module also exposes the config class as `config_class`
+    config: str  # "module:ConfigClass"
+    help: str
+
+
+COMMANDS: dict[str, Command] = {
+    "world sample": Command("alignlab.world.cli:run_sample", "alignlab.world.cli:SampleConfig",
+                            "write the world's pretraining corpus and truth table"),
+    "world stats": Command("alignlab.world.cli:run_stats", "alignlab.world.cli:StatsConfig",
+                           "print the world's truth table and corpus statistics"),
+    "pretrain": Command("alignlab.train.pretrain:run_pretrain", "alignlab.train.pretrain:PretrainConfig",
+                        "train a fresh model (and its tokenizer) on the world corpus or a local corpus"),
+    "eval calibration": Command("alignlab.evals.calibration:run_calibration",
+                                "alignlab.evals.calibration:CalibrationConfig",
+                                "exact and sampled fact frequencies of a model against the world's truth"),
+}
+
+
+def _load(ref: str):
+    module, name = ref.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _usage() -> str:
+    width = max(len(n) for n in COMMANDS)
+    lines = ["usage: alignlab <command> [--config FILE.yaml] [--key value ...]", "",
+             "Post-training pipeline and instruments over a world with known probabilities.", "", "commands:"]
+    lines += [f"  {name:<{width}}  {cmd.help}" for name, cmd in COMMANDS.items()]
+    lines += ["", "`alignlab <command> --help` lists a command's keys, types and defaults."]
+    return "\n".join(lines)
+
+
+def _match_command(argv: list[str]) -> tuple[str, list[str]]:
+    for n_words in (2, 1):
+        name = " ".join(argv[:n_words])
+        if name in COMMANDS:
+            return name, argv[n_words:]
+    groups = sorted({n.split()[0] for n in COMMANDS if " " in n})
+    if argv and argv[0] in groups:
+        subs = ", ".join(n.split()[1] for n in COMMANDS if n.startswith(argv[0] + " "))
+        raise UsageError(f"'alignlab {argv[0]}' needs a subcommand: {subs}")
+    raise UsageError(f"unknown command {argv[0]!r}; run 'alignlab --help' for the list")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # alignlab never downloads; fail fast instead of hanging
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    try:
+        name, rest = _match_command(argv)
+        command = COMMANDS[name]
+        config_class = _load(command.config)
+        if "-h" in rest or "--help" in rest:
+            from alignlab.config import format_help
+
+            print(format_help(config_class, name, command.help))
+            return 0
+        from alignlab.config import parse_config
+
+        cfg = parse_config(config_class, rest)
+        _load(command.target)(cfg)
+    except UsageError as e:
+        print(f"alignlab: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("alignlab: interrupted; rerun with --resume to continue from the last checkpoint", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Pretraining: next-token prediction of a fresh model on the world corpus or a local corpus.
+
+Steps: read documents → train a byte-level BPE (unless `--tokenizer DIR` is given) → tokenise → hold
+out a fraction of the documents → pack the rest into blocks of `context_length` tokens, documents
+separated by eos (no padding) → an explicit loop with periodic held-out loss → save the base model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from alignlab.config import option
+from alignlab.data.collate import pretrain_blocks
+from alignlab.errors import UsageError
+from alignlab.models import build_model, count_parameters, load_tokenizer, save_model, train_tokenizer
+from alignlab.rundir import RunDir
+from alignlab.train.loop import TrainingConfig, TrainLoop, resolve_device, seed_everything, set_threads
+
+
+@dataclass
+class PretrainConfig(TrainingConfig):
+    output_dir: str = option("runs/pretrain", "run directory: config, metrics, checkpoints, the base model")
+    corpus: str = option("world", "'world' (the built-in or --world spec) or a local .txt / .jsonl file")
+    world: str | None = option(None, "world YAML spec; the built-in default when not given")
+    world_scale: float = option(1.0, "multiplies every document count of the world")
+    text_field: str = option("text", "field holding the document in a .jsonl corpus")
+    tokenizer: str | None = option(None, "an existing tokenizer directory; otherwise one is trained")
+    vocab_size: int = option(2048, "vocabulary of the trained tokenizer")
+    preset: str = option("tiny", "model shape", ("nano", "tiny", "small"))
+    context_length: int = option(128, "tokens per packed block")
+    heldout_fraction: float = option(0.01, "fraction of documents kept out for held-out loss")
+    eval_steps: int = option(100, "held-out loss every N steps (0 = only at the end)")
+    eval_blocks: int = option(64, "held-out blocks per evaluation")
+    learning_rate: float = option(3e-3, "peak learning rate")
+    warmup_ratio: float = option(0.03, "fraction of steps with linear warmup")
+    per_device_train_batch_size: int = option(32, "blocks per micro-batch")
+    num_train_epochs: float = option(1.5, "passes over the training blocks when max_steps is -1")
+    logging_steps: int = option(25, "write a metrics.jsonl row every N steps")
+    bf16: bool = option(True, "bf16 autocast (AMX on recent x86 CPUs); master weights stay fp32")
+
+
+def read_corpus(cfg: PretrainConfig) -> tuple[list[str], dict]:
+    """Documents of the corpus and what to record about their source."""
+    if cfg.corpus == "world":
+        from alignlab.world import load_world
+
+        world = load_world(cfg.world, {"scale": cfg.world_scale} if cfg.world_scale != 1.0 else None)
+        return world.corpus(cfg.seed), {"world": world.to_dict()}
+    path = Path(cfg.corpus)
+    if not path.is_file():
+        raise UsageError(f"--corpus: no such file {cfg.corpus} (give 'world' or a local .txt/.jsonl file)")
+    if path.suffix == ".txt":
+        # Blank lines separate documents; a file without them is one document per line.
+        text = path.read_text(encoding="utf-8")
+        docs = [d.strip() for d in text.split("\n\n")] if "\n\n" in text else text.splitlines()
+    elif path.suffix == ".jsonl":
+        docs = []
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UsageError(f"{path}: line {n}: invalid JSON ({e.msg})") from None
+            if not isinstance(record, dict) or not isinstance(record.get(cfg.text_field), str):
+                raise UsageError(f"{path}: line {n}: field '{cfg.text_field}': missing or not a string")
+            docs.append(record[cfg.text_field])
+    else:
+        raise UsageError(f"--corpus: {path} must end in .txt or .jsonl")
+    docs = [d for d in docs if d]
+    if not docs:
+        raise UsageError(f"--corpus: {path} holds no documents")
+    return docs, {"corpus_file": str(path)}
+
+
+def split_documents(docs: list[str], heldout_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(docs), generator=g).tolist()
+    n_held = max(1, int(len(docs) * heldout_fraction)) if heldout_fraction > 0 else 0
+    return [docs[i] for i in order[n_held:]], [docs[i] for i in order[:n_held]]
+
+
+def block_order(n_blocks: int, step: int, batch_size: int, seed: int) -> torch.Tensor:
+    """Indices of the blocks of one step: a fresh permutation per epoch, a pure function of (seed, step)."""
+    first = step * batch_size
+    epoch = first // n_blocks
+    perm = torch.randperm(n_blocks, generator=torch.Generator().manual_seed(seed * 1000 + epoch))
+    idx = torch.arange(first, first + batch_size) % n_blocks
+    # A batch that straddles an epoch boundary takes its tail from the next epoch's permutation.
+    if (first + batch_size - 1) // n_blocks != epoch:
+        nxt = torch.randperm(n_blocks, generator=torch.Generator().manual_seed(seed * 1000 + epoch + 1))
+        return torch.where(torch.arange(first, first + batch_size) // n_blocks == epoch, perm[idx], nxt[idx])
+    return perm[idx]
+
+
+@torch.no_grad()
+def heldout_loss(model, blocks: torch.Tensor, batch_size: int) -> float:
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, len(blocks), batch_size):
+        batch = blocks[i : i + batch_size].to(model.device)
+        out = model(input_ids=batch, labels=batch)
+        total += out.loss.item() * batch.numel()
+        count += batch.numel()
+    model.train()
+    return total / max(count, 1)
+
+
+def run_pretrain(cfg: PretrainConfig) -> dict:
+    run = RunDir.claim(cfg.output_dir, cfg.overwrite, cfg.resume)
+    set_threads(cfg.num_threads)
+    seed_everything(cfg.seed)
+    docs, source = read_corpus(cfg)
+    train_docs, held_docs = split_documents(docs, cfg.heldout_fraction, cfg.seed)
+    tokenizer = load_tokenizer(cfg.tokenizer, "--tokenizer") if cfg.tokenizer else train_tokenizer(
+        train_docs, vocab_size=cfg.vocab_size)
+    encode = lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"]  # noqa: E731
+    blocks = pretrain_blocks(encode(train_docs), cfg.context_length, tokenizer.eos_token_id)
+    held = pretrain_blocks(encode(held_docs), cfg.context_length, tokenizer.eos_token_id)[: cfg.eval_blocks]
+    if len(blocks) < cfg.per_device_train_batch_size:
+        raise UsageError(f"--corpus: only {len(blocks)} blocks of {cfg.context_length} tokens; "
+                         f"fewer than one batch of {cfg.per_device_train_batch_size}")
+
+    device = resolve_device(cfg.device)
+    model = build_model(cfg.preset, len(tokenizer), cfg.context_length, cfg.seed, tokenizer).to(device)
+    batch = cfg.per_device_train_batch_size
+    micro_per_epoch = len(blocks) // batch
+    total = cfg.max_steps if cfg.max_steps > 0 else max(
+        1, math.ceil(cfg.num_train_epochs * micro_per_epoch / cfg.gradient_accumulation_steps))
+    params = count_parameters(model)
+    run.write_config(cfg, {"resolved": {"total_steps": total, "train_blocks": len(blocks),
+                                        "heldout_blocks": len(held), "parameters": params, **source}})
+
+    loop = TrainLoop(cfg, model, run, total, description="pretrain")
+    model.train()
+    for step in loop.remaining_steps():
+        step_loss = 0.0
+        for micro in range(cfg.gradient_accumulation_steps):
+            idx = block_order(len(blocks), step * cfg.gradient_accumulation_steps + micro, batch, cfg.seed)
+            x = blocks[idx].to(device)
+            with loop.autocast():
+                loss = model(input_ids=x, labels=x).loss
+            loop.backward(loss)
+            step_loss += loss.detach() / cfg.gradient_accumulation_steps
+        loop.optimizer_step({"loss": step_loss}, tokens=x.numel() * cfg.gradient_accumulation_steps)
+        if len(held) and loop.should(cfg.eval_steps):
+            loop.log({"eval_loss": heldout_loss(model, held, batch)})
+    timing = loop.finish()
+
+    save_model(model, tokenizer, run.path)
+    summary = {"stage": "pretrain", "parameters": params, "train_blocks": len(blocks),
+               "final_eval_loss": heldout_loss(model, held, batch) if len(held) else None, **timing}
+    run.write_summary(summary)
+    return summary
