@@ -216,6 +216,8 @@ class TrainLoop:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()},
+            # A logging window may straddle the checkpoint; its partial sums make the resumed row identical.
+            "log_window": {"sums": self._window, "steps": self._window_steps},
         }, tmp / "state.pt")
         atomic_write_json(tmp / "trainer_state.json", {
             "step": self.step, "tokens_seen": self.tokens_seen, "total_steps": self.total_steps,
@@ -257,6 +259,8 @@ class TrainLoop:
         torch.set_rng_state(state["rng"]["torch"])
         random.setstate(state["rng"]["python"])
         np.random.set_state(state["rng"]["numpy"])
+        self._window = state["log_window"]["sums"]
+        self._window_steps = state["log_window"]["steps"]
         self.step = trainer_state["step"]
         self.tokens_seen = trainer_state["tokens_seen"]
         self._train_seconds = trainer_state["train_seconds"]
