@@ -31,6 +31,8 @@ COMMANDS: dict[str, Command] = {
     "eval calibration": Command("alignlab.evals.calibration:run_calibration",
                                 "alignlab.evals.calibration:CalibrationConfig",
                                 "exact and sampled fact frequencies of a model against the world's truth"),
+    "demo": Command("alignlab.experiments.demo:run_demo", "alignlab.experiments.demo:DemoConfig",
+                    "the whole pipeline on the built-in world, stage by stage (resumable)"),
 }
 
 

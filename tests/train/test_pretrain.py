@@ -1,0 +1,71 @@
+"""Pretraining on a local corpus: outputs in HF format, held-out loss, resume through the CLI."""
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from alignlab.cli import main
+from alignlab.train import loop as loop_module
+from alignlab.train.loop import TIMING_KEYS
+from alignlab.train.pretrain import block_order
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("corpus") / "docs.jsonl"
+    colours = ["red", "blue", "green", "amber"]
+    rows = [{"text": f"The {colours[i % 4]} kite number {i} flew over the hill. It landed softly."} for i in range(400)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def args(corpus, out, *extra):
+    return ["pretrain", "--corpus", str(corpus), "--output_dir", str(out), "--preset", "nano", "--vocab_size", "300",
+            "--context_length", "32", "--per_device_train_batch_size", "8", "--max_steps", "8", "--logging_steps",
+            "2", "--eval_steps", "4", "--eval_blocks", "8", "--heldout_fraction", "0.1", "--quiet", *extra]
+
+
+def test_pretrain_writes_a_loadable_base_model(corpus, tmp_path):
+    out = tmp_path / "run"
+    assert main(args(corpus, out)) == 0
+    for name in ("config.yaml", "metrics.jsonl", "summary.json", "config.json", "model.safetensors",
+                 "tokenizer.json", "checkpoint-8"):
+        assert (out / name).exists(), name
+    rows = [json.loads(r) for r in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "eval_loss" in r] == [4, 8]
+    model = AutoModelForCausalLM.from_pretrained(out)
+    tok = AutoTokenizer.from_pretrained(out)
+    ids = torch.tensor([tok("The red kite")["input_ids"]])
+    assert model(ids).logits.shape[-1] == len(tok)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 8 and summary["final_eval_loss"] < 6.0
+
+
+def test_interrupted_pretraining_resumes_identically(corpus, tmp_path, monkeypatch):
+    assert main(args(corpus, tmp_path / "full")) == 0
+    real_step = loop_module.TrainLoop.optimizer_step
+
+    def dying_step(self, metrics, tokens):
+        real_step(self, metrics, tokens)
+        if self.step == 6:
+            raise KeyboardInterrupt  # killed after step 6; the last checkpoint is step 4
+
+    monkeypatch.setattr(loop_module.TrainLoop, "optimizer_step", dying_step)
+    assert main(args(corpus, tmp_path / "cut", "--save_steps", "4")) == 130
+    monkeypatch.undo()
+    assert main(args(corpus, tmp_path / "cut", "--save_steps", "4", "--resume")) == 0
+
+    def rows(run):
+        lines = (tmp_path / run / "metrics.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(r).items() if k not in TIMING_KEYS} for r in lines]
+
+    assert rows("cut") == rows("full")
+
+
+def test_block_order_is_a_permutation_per_epoch():
+    seen = torch.cat([block_order(10, step, 5, seed=1) for step in range(2)])
+    assert sorted(seen.tolist()) == list(range(10))
+    straddle = torch.cat([block_order(10, step, 4, seed=1) for step in range(5)])  # 20 = two epochs
+    assert sorted(straddle[:10].tolist()) == list(range(10)) and sorted(straddle[10:].tolist()) == list(range(10))
