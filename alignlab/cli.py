@@ -28,6 +28,8 @@ COMMANDS: dict[str, Command] = {
                            "print the world's truth table and corpus statistics"),
     "pretrain": Command("alignlab.train.pretrain:run_pretrain", "alignlab.train.pretrain:PretrainConfig",
                         "train a fresh model (and its tokenizer) on the world corpus or a local corpus"),
+    "sft": Command("alignlab.train.sft:run_sft", "alignlab.train.sft:SftConfig",
+                   "fine-tune a causal LM on conversations (TRL formats or the world's transcripts), full or LoRA"),
     "eval calibration": Command("alignlab.evals.calibration:run_calibration",
                                 "alignlab.evals.calibration:CalibrationConfig",
                                 "exact and sampled fact frequencies of a model against the world's truth"),

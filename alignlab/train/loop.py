@@ -116,6 +116,19 @@ def lr_lambda(cfg: TrainingConfig, total_steps: int):
     return f
 
 
+def batch_indices(n_items: int, step: int, batch_size: int, seed: int) -> torch.Tensor:
+    """Indices of the items of one micro-batch: a fresh permutation per epoch, a pure function of (seed, step)."""
+    first = step * batch_size
+    epoch = first // n_items
+    perm = torch.randperm(n_items, generator=torch.Generator().manual_seed(seed * 1000 + epoch))
+    idx = torch.arange(first, first + batch_size) % n_items
+    # A batch that straddles an epoch boundary takes its tail from the next epoch's permutation.
+    if (first + batch_size - 1) // n_items != epoch:
+        nxt = torch.randperm(n_items, generator=torch.Generator().manual_seed(seed * 1000 + epoch + 1))
+        return torch.where(torch.arange(first, first + batch_size) // n_items == epoch, perm[idx], nxt[idx])
+    return perm[idx]
+
+
 class TrainLoop:
     """Optimiser, schedule, logging, progress and checkpoints for one training run."""
 

@@ -19,7 +19,14 @@ from alignlab.data.collate import pretrain_blocks
 from alignlab.errors import UsageError
 from alignlab.models import build_model, count_parameters, load_tokenizer, save_model, train_tokenizer
 from alignlab.rundir import RunDir
-from alignlab.train.loop import TrainingConfig, TrainLoop, resolve_device, seed_everything, set_threads
+from alignlab.train.loop import (
+    TrainingConfig,
+    TrainLoop,
+    batch_indices,
+    resolve_device,
+    seed_everything,
+    set_threads,
+)
 
 
 @dataclass
@@ -85,19 +92,6 @@ def split_documents(docs: list[str], heldout_fraction: float, seed: int) -> tupl
     return [docs[i] for i in order[n_held:]], [docs[i] for i in order[:n_held]]
 
 
-def block_order(n_blocks: int, step: int, batch_size: int, seed: int) -> torch.Tensor:
-    """Indices of the blocks of one step: a fresh permutation per epoch, a pure function of (seed, step)."""
-    first = step * batch_size
-    epoch = first // n_blocks
-    perm = torch.randperm(n_blocks, generator=torch.Generator().manual_seed(seed * 1000 + epoch))
-    idx = torch.arange(first, first + batch_size) % n_blocks
-    # A batch that straddles an epoch boundary takes its tail from the next epoch's permutation.
-    if (first + batch_size - 1) // n_blocks != epoch:
-        nxt = torch.randperm(n_blocks, generator=torch.Generator().manual_seed(seed * 1000 + epoch + 1))
-        return torch.where(torch.arange(first, first + batch_size) // n_blocks == epoch, perm[idx], nxt[idx])
-    return perm[idx]
-
-
 @torch.no_grad()
 def heldout_loss(model, blocks: torch.Tensor, batch_size: int) -> float:
     model.eval()
@@ -141,7 +135,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
     for step in loop.remaining_steps():
         step_loss = 0.0
         for micro in range(cfg.gradient_accumulation_steps):
-            idx = block_order(len(blocks), step * cfg.gradient_accumulation_steps + micro, batch, cfg.seed)
+            idx = batch_indices(len(blocks), step * cfg.gradient_accumulation_steps + micro, batch, cfg.seed)
             x = blocks[idx].to(device)
             with loop.autocast():
                 loss = model(input_ids=x, labels=x).loss

@@ -1,0 +1,126 @@
+"""Supervised fine-tuning: a causal LM learns to answer as the assistant in conversations.
+
+Data: TRL's formats (`messages`, prompt/completion, `text`) from a local file, or the world's curated
+transcripts (`--dataset world`). Loss on assistant/completion tokens only by default. Packing puts several
+conversations into one row with position ids restarting per conversation, so no attention crosses them
+(see `alignlab/data/collate.py`); the unpacked path pads length-bucketed batches. Full fine-tuning or LoRA
+(peft), saving an adapter or, with `--merge_adapter`, a merged model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from alignlab.config import option
+from alignlab.data import SFT_KINDS, collate_packed, length_bucketed_batches, load_dataset, pack_examples, pad_batch
+from alignlab.data import tokenize_sft
+from alignlab.models import count_parameters, load_causal_lm, load_tokenizer, save_model
+from alignlab.rundir import RunDir
+from alignlab.train.lm_loss import completion_nll
+from alignlab.train.lora import LoraOptions, apply_lora, finalise_lora
+from alignlab.train.loop import (
+    TrainingConfig,
+    TrainLoop,
+    batch_indices,
+    resolve_device,
+    seed_everything,
+    set_threads,
+)
+
+
+@dataclass
+class SftConfig(TrainingConfig, LoraOptions):
+    output_dir: str = option("runs/sft", "run directory: config, metrics, checkpoints, the assistant model")
+    model_name_or_path: str = option("runs/pretrain", "local model directory to fine-tune")
+    dataset: str = option("world", "'world' (curated transcripts) or a .jsonl/.json/.parquet file or datasets dir")
+    world: str | None = option(None, "world YAML spec for --dataset world; the built-in default when not given")
+    world_conversations: int = option(6000, "transcripts drawn from the world")
+    correct_fraction: float = option(0.5, "share of grammar-tutor prompts whose sentence is already correct")
+    max_length: int = option(256, "longest tokenized example")
+    truncation: str = option("error", "what to do with a longer example", ("error", "left", "right"))
+    completion_only_loss: bool = option(True, "loss only on assistant/completion tokens")
+    packing: bool = option(True, "pack several conversations per row (no cross-attention between them)")
+    learning_rate: float = option(1e-3, "peak learning rate")
+    num_train_epochs: float = option(2.0, "passes over the data when max_steps is -1")
+    per_device_train_batch_size: int = option(16, "rows (packed) or conversations per micro-batch")
+    bf16: bool = option(True, "bf16 autocast (AMX on recent x86 CPUs); master weights stay fp32")
+
+
+def load_sft_records(cfg: SftConfig) -> tuple[list[dict], str, str]:
+    if cfg.dataset == "world":
+        from alignlab.world import load_world
+
+        records = load_world(cfg.world).sft_conversations(cfg.world_conversations, cfg.seed, cfg.correct_fraction)
+        return records, "messages", "world"
+    records, kind = load_dataset(cfg.dataset, allowed=SFT_KINDS, purpose="sft")
+    return records, kind, cfg.dataset
+
+
+def make_batches(examples, cfg: SftConfig, pad_id: int):
+    """A function step -> micro-batch dict, deterministic in (seed, step), and the micro-batches per epoch."""
+    size = cfg.per_device_train_batch_size
+    if cfg.packing:
+        rows = pack_examples(examples, cfg.max_length)
+
+        def packed(step: int) -> dict:
+            return collate_packed([rows[i] for i in batch_indices(len(rows), step, size, cfg.seed)], pad_id)
+
+        return packed, math.ceil(len(rows) / size)
+    per_epoch = len(length_bucketed_batches(examples, size, cfg.seed))
+    cache: dict[int, list] = {}
+
+    def padded(step: int) -> dict:
+        epoch, k = divmod(step, per_epoch)
+        if epoch not in cache:
+            cache.clear()
+            cache[epoch] = length_bucketed_batches(examples, size, cfg.seed * 1000 + epoch)
+        return pad_batch([examples[i] for i in cache[epoch][k]], pad_id)
+
+    return padded, per_epoch
+
+
+def run_sft(cfg: SftConfig) -> dict:
+    run = RunDir.claim(cfg.output_dir, cfg.overwrite, cfg.resume)
+    set_threads(cfg.num_threads)
+    seed_everything(cfg.seed)
+    tokenizer = load_tokenizer(cfg.model_name_or_path)
+    records, kind, source = load_sft_records(cfg)
+    examples = tokenize_sft(records, tokenizer, cfg.max_length, cfg.completion_only_loss, cfg.truncation,
+                            path=source, kind=kind)
+    device = resolve_device(cfg.device)
+    model = load_causal_lm(cfg.model_name_or_path).to(device)
+    if cfg.use_peft:
+        model = apply_lora(model, cfg)
+    batch_for, per_epoch = make_batches(examples, cfg, tokenizer.pad_token_id)
+    accum = cfg.gradient_accumulation_steps
+    total = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(cfg.num_train_epochs * per_epoch / accum))
+    n_tokens = sum(len(e) for e in examples)
+    run.write_config(cfg, {"resolved": {"total_steps": total, "examples": len(examples), "format": kind,
+                                        "tokens": n_tokens, "parameters": count_parameters(model)}})
+
+    loop = TrainLoop(cfg, model, run, total, description="sft")
+    model.train()
+    for step in loop.remaining_steps():
+        step_loss, step_tokens, trained = 0.0, 0, 0
+        for micro in range(accum):
+            batch = {k: v.to(device) for k, v in batch_for(step * accum + micro).items()}
+            extra = {k: batch[k] for k in ("position_ids", "attention_mask") if k in batch}
+            with loop.autocast():
+                loss, n = completion_nll(model, batch["input_ids"], batch["labels"], **extra)
+            loop.backward(loss)
+            step_loss += loss.detach() / accum
+            step_tokens += batch["input_ids"].numel()
+            trained += n
+        loop.optimizer_step({"loss": step_loss, "trained_tokens": trained}, tokens=step_tokens)
+    timing = loop.finish()
+
+    saved = finalise_lora(model, cfg) if cfg.use_peft else model
+    save_model(saved, tokenizer, run.path)
+    summary = {"stage": "sft", "examples": len(examples), "format": kind, "peft": cfg.use_peft,
+               "merged": cfg.use_peft and cfg.merge_adapter, **timing}
+    run.write_summary(summary)
+    return summary
+

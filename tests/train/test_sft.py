@@ -1,0 +1,70 @@
+"""SFT stage: full and LoRA runs, adapter save/load round trip, merged save, packed vs padded."""
+
+import json
+
+import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM
+
+from alignlab.cli import main
+from alignlab.models import build_model, load_causal_lm, save_model
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory, tiny_tokenizer):
+    path = tmp_path_factory.mktemp("base")
+    save_model(build_model("nano", len(tiny_tokenizer), 128, seed=0, tokenizer=tiny_tokenizer), tiny_tokenizer, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def chats(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "chats.jsonl"
+    rows = [{"messages": [{"role": "user", "content": f"What is {i} plus one?"},
+                          {"role": "assistant", "content": f"It is {i + 1}."}]} for i in range(40)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def sft(base_dir, chats, out, *extra):
+    argv = ["sft", "--model_name_or_path", str(base_dir), "--dataset", str(chats), "--output_dir", str(out),
+            "--max_steps", "3", "--per_device_train_batch_size", "4", "--logging_steps", "1", "--quiet", *extra]
+    assert main(argv) == 0
+    return [json.loads(r) for r in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_full_sft_changes_weights_and_trains_only_assistant_tokens(base_dir, chats, tmp_path):
+    rows = sft(base_dir, chats, tmp_path / "full", "--packing", "false")
+    assert len(rows) == 3 and all(r["loss"] > 0 for r in rows)
+    # "It is N.<|end|>" is 5-6 tokens per conversation; the user turn carries no loss.
+    assert rows[0]["trained_tokens"] < rows[0]["tokens_seen"] / 2
+    before, after = load_causal_lm(str(base_dir)), AutoModelForCausalLM.from_pretrained(tmp_path / "full")
+    assert not torch.equal(before.model.layers[0].mlp.up_proj.weight, after.model.layers[0].mlp.up_proj.weight)
+
+
+def test_lora_adapter_round_trip(base_dir, chats, tmp_path):
+    sft(base_dir, chats, tmp_path / "lora", "--use_peft", "--lora_r", "4")
+    assert (tmp_path / "lora" / "adapter_config.json").is_file()
+    assert not (tmp_path / "lora" / "model.safetensors").exists()  # only the adapter is saved
+    base = AutoModelForCausalLM.from_pretrained(base_dir)
+    peft_model = PeftModel.from_pretrained(base, tmp_path / "lora").eval()
+    merged = load_causal_lm(str(tmp_path / "lora")).eval()  # alignlab loads adapters merged
+    ids = torch.tensor([[3, 40, 41, 42, 43]])
+    with torch.no_grad():
+        torch.testing.assert_close(peft_model(ids).logits, merged(ids).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_merge_adapter_saves_a_plain_model(base_dir, chats, tmp_path):
+    sft(base_dir, chats, tmp_path / "merged", "--use_peft", "--merge_adapter")
+    assert (tmp_path / "merged" / "model.safetensors").is_file()
+    assert not (tmp_path / "merged" / "adapter_config.json").exists()
+    AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
+
+
+def test_packed_and_padded_first_loss_agree(base_dir, chats, tmp_path):
+    # Same model, same examples in one batch: packing changes layout, not the loss.
+    packed = sft(base_dir, chats, tmp_path / "p", "--per_device_train_batch_size", "64", "--bf16", "false")
+    padded = sft(base_dir, chats, tmp_path / "u", "--per_device_train_batch_size", "64", "--bf16", "false",
+                 "--packing", "false")
+    assert packed[0]["loss"] == pytest.approx(padded[0]["loss"], rel=1e-4)
