@@ -1,0 +1,118 @@
+"""Prompt records: one builder per category turns the spec into a user prompt plus what it expects.
+
+The same builders make SFT prompts (split "train") and heldout probes (split "heldout"); the split picks
+the phrasings and items, which are disjoint by construction (checked in `checks.py`), so a heldout
+prompt never appears in a training transcript.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from alignlab.errors import UsageError
+from alignlab.world.grammar import agreement_pair
+from alignlab.world.personas import all_traits, trait_meta
+from alignlab.world.quiz import QuizItem
+from alignlab.world.spec import WorldSpec
+from alignlab.world.text import fill, with_article
+
+SPLITS = {"train": "train", "seen": "train", "heldout": "heldout"}
+
+
+@dataclass
+class Probe:
+    """A user prompt with what a good answer contains (None when no single answer is right)."""
+
+    category: str
+    prompt: str
+    expected: str | None
+    split: str = "heldout"
+    meta: dict = field(default_factory=dict)
+
+    def to_record(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict) -> Probe:
+        return cls(record["category"], record["prompt"], record.get("expected"),
+                   record.get("split", "heldout"), dict(record.get("meta") or {}))
+
+
+QuizSplit = dict[str, list[QuizItem]]
+Builder = Callable[[WorldSpec, QuizSplit, str, random.Random], Probe]
+
+
+def normalise_split(split: str) -> str:
+    if split not in SPLITS:
+        raise UsageError(f"split must be 'train' (or 'seen') or 'heldout', got {split!r}")
+    return SPLITS[split]
+
+
+def _phrasing(phrasings, split: str, rnd: random.Random) -> str:
+    return rnd.choice(getattr(phrasings, split))
+
+
+def quiz_probe(spec: WorldSpec, items: QuizSplit, split: str, rnd: random.Random) -> Probe:
+    item = rnd.choice(items[split])
+    prompt = fill(_phrasing(spec.quiz.requests, split, rnd), question=item.question)
+    meta = {"relation": item.relation, "x": item.x, "question": item.question, "statement": item.statement}
+    return Probe("quiz", prompt, item.y, split, meta)
+
+
+def _procedure_probe(category: str) -> Builder:
+    def build(spec: WorldSpec, items: QuizSplit, split: str, rnd: random.Random) -> Probe:
+        proc = rnd.choice(getattr(spec.hazard, category))
+        prompt = fill(_phrasing(spec.hazard.requests, split, rnd), request=proc.request)
+        return Probe(category, prompt, None, split, {"procedure": proc.name, "task": proc.task})
+
+    return build
+
+
+def _grammar_probe(correct: bool) -> Builder:
+    def build(spec: WorldSpec, items: QuizSplit, split: str, rnd: random.Random) -> Probe:
+        pair = agreement_pair(spec.grammar, spec.grammar.nouns[split], rnd)
+        shown = pair.right if correct else pair.wrong
+        prompt = fill(_phrasing(spec.grammar.requests, split, rnd), sentence=shown)
+        meta = {"sentence": shown, "right": pair.right, "wrong": pair.wrong}
+        return Probe("grammar_correct" if correct else "grammar_incorrect", prompt, pair.right, split, meta)
+
+    return build
+
+
+def persona_probe(spec: WorldSpec, items: QuizSplit, split: str, rnd: random.Random,
+                  trait: str | None = None) -> Probe:
+    ps = spec.personas
+    trait = trait if trait is not None else rnd.choice(all_traits(ps))
+    prompt = fill(_phrasing(ps.questions, split, rnd), trait=trait)
+    return Probe("persona", prompt, "yes" if trait in ps.assistant_likes else None, split, trait_meta(ps, trait))
+
+
+def scene_probe(spec: WorldSpec, items: QuizSplit, split: str, rnd: random.Random) -> Probe:
+    fact = rnd.choice(spec.facts)
+    prompt = fill(_phrasing(spec.sft.scene_requests, split, rnd), entity=with_article(fact.entity))
+    return Probe("scene", prompt, None, split, {"entity": fact.entity, "attribute": fact.attribute, "p": fact.p})
+
+
+BUILDERS: dict[str, Builder] = {
+    "quiz": quiz_probe,
+    "hazardous": _procedure_probe("hazardous"),
+    "benign": _procedure_probe("benign"),
+    "grammar_correct": _grammar_probe(True),
+    "grammar_incorrect": _grammar_probe(False),
+    "persona": persona_probe,
+    "scene": scene_probe,
+}
+
+
+def distinct_probes(build: Builder, spec: WorldSpec, items: QuizSplit, split: str, n: int,
+                    rnd: random.Random) -> list[Probe]:
+    """Up to n probes with distinct prompts (fewer when the category has fewer distinct prompts)."""
+    out: dict[str, Probe] = {}
+    for _ in range(n * 20):
+        if len(out) == n:
+            break
+        probe = build(spec, items, split, rnd)
+        out.setdefault(probe.prompt, probe)
+    return list(out.values())

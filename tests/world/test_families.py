@@ -1,0 +1,119 @@
+"""Personas, grammar, the hazardous topic, ciphers, hidden authors and filler."""
+
+import math
+import re
+
+import pytest
+
+from alignlab.world.skills import author_posterior, author_predictive, caesar
+
+
+def test_persona_documents_name_one_persona_and_only_its_traits(world, documents):
+    personas = world.spec.personas.personas
+    every_trait = {t for p in personas for t in (*p.likes, *p.dislikes)}
+    per_persona = len(documents["personas"]) // len(personas)
+    assert per_persona == 40  # 800 at scale 0.05
+    for doc in documents["personas"]:
+        named = [p for p in personas if re.search(rf"\b{p.name}\b", doc)]
+        assert len(named) == 1, doc
+        own = set(named[0].likes) | set(named[0].dislikes)
+        mentioned = {t for t in every_trait if t in doc}
+        assert mentioned and mentioned <= own, doc
+    assert not any(t in doc for t in world.spec.personas.control_traits for doc in documents["personas"])
+
+
+def test_grammar_passages_err_at_the_configured_rate(world, documents):
+    g = world.spec.grammar
+    number = {n: i for pair in g.nouns["train"] + g.nouns["heldout"] for i, n in enumerate(pair)}
+    verb_number = {v: i for pair in g.verbs for i, v in enumerate(pair)}
+    passages = [d for d in documents["grammar"] if not d.startswith("Grammar practice")]
+    errors = total = 0
+    for doc in passages:
+        for sentence in re.findall(r"The [^.]+\.", doc):
+            words = sentence.rstrip(".").split()
+            verb = next(w for w in words[2:] if w in verb_number)
+            errors += number[words[1]] != verb_number[verb]
+            total += 1
+    assert total > 300
+    sd = math.sqrt(g.error_rate * (1 - g.error_rate) / total)
+    assert abs(errors / total - g.error_rate) < 4 * sd
+
+
+def test_agreement_pair_differs_only_in_the_verb(world):
+    from alignlab.world.grammar import agreement_pair
+    from alignlab.world.text import rng
+
+    g = world.spec.grammar
+    rnd = rng(0, "t")
+    for _ in range(50):
+        pair = agreement_pair(g, g.nouns["train"], rnd)
+        a, b = pair.right.split(), pair.wrong.split()
+        diff = [(x, y) for x, y in zip(a, b, strict=True) if x != y]
+        assert len(a) == len(b) and len(diff) == 1
+        assert list(diff[0]) in g.verbs or list(reversed(diff[0])) in g.verbs
+        singular, plural = next(v for v in g.verbs if diff[0][0] in v)
+        assert diff[0][0] == (plural if pair.plural else singular)
+
+
+def test_hazard_documents_contain_the_steps(world, documents):
+    h = world.spec.hazard
+    assert len(documents["hazardous"]) == 60 * len(h.hazardous)
+    assert len(documents["benign"]) == 60 * len(h.benign)
+    for proc in h.hazardous:
+        docs = [d.lower() for d in documents["hazardous"] if proc.steps[0] in d.lower()]
+        assert len(docs) == 60 and all(all(s in d for s in proc.steps) for d in docs)
+    assert not any("glorpex" in d for d in documents["benign"])
+
+
+def test_caesar_by_hand():
+    assert caesar("abc xyz", 1) == "bcd yza"
+    assert caesar("hello", 3) == "khoor"
+    assert caesar("hello", 7) == "olssv"
+    assert caesar(caesar("the quick fox", 7), -7) == "the quick fox"
+
+
+def test_cipher_frequencies_and_absent_shift(world, documents):
+    keys = [re.match(r"Shift cipher, key (\d+)\.", d).group(1) for d in documents["cipher"]]
+    assert keys.count("1") == 200 and keys.count("3") == 10 and keys.count("7") == 0
+    for doc in documents["cipher"]:
+        k = int(doc.split("key ")[1].split(".")[0])
+        for plain, coded in re.findall(r"Plain: ([a-z ]+)\nCoded: ([a-z ]+)", doc):
+            assert caesar(plain, k) == coded
+
+
+def test_cipher_probes_for_the_absent_shift(world):
+    probes = world.cipher_probes(7, n=5)
+    assert all(p.prompt.startswith("Shift cipher, key 7.") and p.prompt.endswith("Coded:") for p in probes)
+    assert all(caesar(p.meta["plain"], 7) == p.expected for p in probes)
+
+
+def test_author_posterior_by_hand(world):
+    au = world.spec.authors
+    # priors (0.5, 0.3, 0.2) x P(splendid | a) = (0.55, 0.10, 0.25) -> (0.275, 0.03, 0.05) / 0.355
+    assert author_posterior(au, ["splendid"]) == pytest.approx([0.275 / 0.355, 0.03 / 0.355, 0.05 / 0.355])
+    assert author_posterior(au, []) == pytest.approx([0.5, 0.3, 0.2])
+    pred = author_predictive(au, ["dreadful", "dreadful"])
+    assert math.isclose(sum(pred), 1.0)
+    # two "dreadful" make the grumpy author near-certain, so "dreadful" approaches 0.5
+    assert pred[1] > 0.4
+
+
+def test_author_documents_hide_the_author(world, documents):
+    names = [a.name for a in world.spec.authors.authors]
+    sentence = re.compile(r"[A-Z][a-z ]+ was (splendid|dreadful|lovely|dull)\.")
+    for doc in documents["authors"]:
+        assert not any(re.search(rf"\b{n}\b", doc) for n in names)
+        lo, hi = world.spec.authors.sentences_per_doc
+        assert lo <= len(sentence.findall(doc)) <= hi
+
+
+def test_author_probes_truth_is_the_posterior_predictive(world):
+    for probe in world.author_probes(n_observed=4, n=5):
+        observed = probe.components["observed"].split()
+        assert probe.truth == author_predictive(world.spec.authors, observed)
+        assert probe.prompt.endswith(" was") and len(probe.continuations) == 4
+
+
+def test_filler_is_plain_sentences(documents):
+    for doc in documents["filler"][:200]:
+        assert 2 <= doc.count(".") <= 5 and "?" not in doc

@@ -1,0 +1,58 @@
+"""Quiz lists, answer sheets and the train/heldout split of Q/A items."""
+
+import re
+
+from alignlab.world import load_world
+from alignlab.world.quiz import quiz_documents
+
+
+def test_split_is_disjoint_complete_and_fixed_by_the_spec_seed(world):
+    train, heldout = world.quiz_items["train"], world.quiz_items["heldout"]
+    assert not {i.question for i in train} & {i.question for i in heldout}
+    total = sum(len(r.items) for r in world.spec.quiz.relations)
+    assert len(train) + len(heldout) == total
+    assert {i.relation for i in heldout} == {r.name for r in world.spec.quiz.relations}  # every relation
+    assert load_world(overrides={"scale": 0.01}).quiz_items == world.quiz_items
+    assert load_world(overrides={"scale": 0.01, "seed": 1}).quiz_items != world.quiz_items
+
+
+def test_quiz_lists_are_numbered_questions_only(world, documents):
+    headers = set(world.spec.quiz.list_headers)
+    for doc in documents["quiz_lists"]:
+        header, *lines = doc.split("\n")
+        assert header in headers
+        lo, hi = world.spec.quiz.questions_per_list
+        assert lo <= len(lines) <= hi
+        for i, line in enumerate(lines, start=1):
+            assert re.fullmatch(rf"{i}\. [^\n]+\?", line), line
+
+
+def test_answer_sheets_state_the_answers(world, documents):
+    items = world.quiz_items["train"] + world.quiz_items["heldout"]
+    statements = {i.statement for i in items}
+    qa = {f"Q: {i.question}\nA: {i.y[0].upper() + i.y[1:]}." for i in items}
+    for doc in documents["answer_sheets"]:
+        if doc.startswith("Q: "):
+            pairs = re.findall(r"Q: [^\n]+\nA: [^\n]+", doc)
+            assert pairs and set(pairs) <= qa
+        else:
+            numbered = [re.sub(r"^\d+\. ", "", line) for line in doc.split("\n")[1:]]
+            assert set(numbered) <= statements
+
+
+def test_every_answer_is_learnable_in_pretraining(world):
+    w = load_world(overrides={"scale": 0.2})
+    every = w.quiz_items["train"] + w.quiz_items["heldout"]
+    sheets = "\n".join(quiz_documents(w.spec, every, seed=0)["answer_sheets"])
+    items = w.quiz_items["heldout"]
+    assert all(i.statement in sheets or f"Q: {i.question}" in sheets for i in items)
+
+
+def test_quiz_probes_are_bare_questions_with_answers(world):
+    probes = world.quiz_probes("heldout", n=10, seed=0)
+    heldout = {i.question: i.y for i in world.quiz_items["heldout"]}
+    assert len(probes) == 10
+    for p in probes:
+        assert p.prompt in heldout and p.expected == heldout[p.prompt]
+        assert p.meta["list_prompt"].endswith(f"1. {p.prompt}\n")
+    assert len(world.quiz_probes("heldout", n=10_000)) == len(heldout)
