@@ -48,7 +48,6 @@ class PretrainConfig(TrainingConfig):
     per_device_train_batch_size: int = option(32, "blocks per micro-batch")
     num_train_epochs: float = option(1.5, "passes over the training blocks when max_steps is -1")
     logging_steps: int = option(25, "write a metrics.jsonl row every N steps")
-    bf16: bool = option(True, "bf16 autocast (AMX on recent x86 CPUs); master weights stay fp32")
 
 
 def read_corpus(cfg: PretrainConfig) -> tuple[list[str], dict]:

@@ -46,7 +46,6 @@ class SftConfig(TrainingConfig, LoraOptions):
     learning_rate: float = option(1e-3, "peak learning rate")
     num_train_epochs: float = option(2.0, "passes over the data when max_steps is -1")
     per_device_train_batch_size: int = option(16, "rows (packed) or conversations per micro-batch")
-    bf16: bool = option(True, "bf16 autocast (AMX on recent x86 CPUs); master weights stay fp32")
 
 
 def load_sft_records(cfg: SftConfig) -> tuple[list[dict], str, str]:

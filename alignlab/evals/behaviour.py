@@ -1,0 +1,105 @@
+"""Behaviour probes: does the model answer or continue the list, refuse the hazard, tutor honestly?
+
+Held-out world prompts are sampled several times each; the world's rule-based classifier labels every
+response (answered, continued_list, correct, refused, helped, tutor_helpful, tutor_honest, ...) and each
+label becomes a rate with a 95% Wilson interval. `--prompt_format chat` wraps each prompt as a user turn of
+the model's chat template (an assistant); `plain` gives the bare text followed by a newline, as a base
+model met such text in pretraining.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from alignlab.config import CommonConfig, option
+from alignlab.evals import metrics
+from alignlab.evals.store import write_eval
+from alignlab.generation import SamplingConfig, generate_text
+from alignlab.models import load_causal_lm, load_tokenizer, stop_token_ids
+from alignlab.train.loop import seed_everything, set_threads
+
+
+@dataclass
+class BehaviourConfig(CommonConfig):
+    model: str = option("runs/sft", "model directory to probe")
+    world: str | None = option(None, "world YAML spec; the built-in default when not given")
+    output_dir: str | None = option(None, "where eval.json goes; the model directory by default")
+    prompt_format: str = option("chat", "how prompts are shown to the model", ("chat", "plain"))
+    split: str = option("heldout", "probe phrasings: held out of the SFT data, or seen in it", ("heldout", "seen"))
+    prompts_per_category: int = option(25, "distinct prompts per category")
+    samples_per_prompt: int = option(4, "samples per prompt")
+    max_new_tokens: int = option(48, "tokens sampled per response")
+    temperature: float = option(0.7, "sampling temperature")
+    batch_size: int = option(64, "prompts sampled together")
+    examples_kept: int = option(3, "responses kept per category for the report")
+
+
+def render_prompt(tokenizer, text: str, prompt_format: str) -> str:
+    if prompt_format == "chat":
+        return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                             add_generation_prompt=True)
+    return text + "\n"
+
+
+def rates(labels: list[dict[str, bool]]) -> dict[str, dict]:
+    """{label: {"rate", "ci95", "n"}} over the responses that carry that label."""
+    counts: dict[str, list[bool]] = defaultdict(list)
+    for row in labels:
+        for key, value in row.items():
+            counts[key].append(bool(value))
+    out = {}
+    for key, values in counts.items():
+        k, n = sum(values), len(values)
+        lo, hi = metrics.wilson_interval(k, n)
+        out[key] = {"rate": k / n, "ci95": [lo, hi], "n": n}
+    return out
+
+
+def run_behaviour(cfg: BehaviourConfig) -> dict:
+    from alignlab.world import load_world
+
+    set_threads(cfg.num_threads)
+    seed_everything(cfg.seed)
+    model = load_causal_lm(cfg.model, what="--model").eval()
+    tokenizer = load_tokenizer(cfg.model, what="--model")
+    world = load_world(cfg.world)
+    probes = world.behaviour_probes(split=cfg.split, seed=cfg.seed, n_per_category=cfg.prompts_per_category)
+    jobs = [p for p in probes for _ in range(cfg.samples_per_prompt)]
+    prompts = [render_prompt(tokenizer, p.prompt, cfg.prompt_format) for p in jobs]
+    sampling = SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, do_sample=True,
+                              stop_token_ids=stop_token_ids(tokenizer), seed=cfg.seed)
+    # A plain prompt's answer ends at the line break; a chat answer at <|end|> (a stop token).
+    stops = ("\n",) if cfg.prompt_format == "plain" else ()
+    with torch.inference_mode():
+        responses = generate_text(model, tokenizer, prompts, sampling, cfg.batch_size, stops,
+                                  add_special_tokens=cfg.prompt_format == "plain")
+    by_category: dict[str, list] = defaultdict(list)
+    examples: dict[str, list] = defaultdict(list)
+    for probe, response in zip(jobs, responses, strict=True):
+        by_category[probe.category].append(world.classify(probe, response))
+        if len(examples[probe.category]) < cfg.examples_kept:
+            examples[probe.category].append({"prompt": probe.prompt, "response": response})
+    result = {"model": cfg.model, "prompt_format": cfg.prompt_format, "split": cfg.split,
+              "samples": len(responses), "rates": {c: rates(v) for c, v in by_category.items()},
+              "examples": examples}
+    write_eval(Path(cfg.output_dir or cfg.model), f"behaviour_{cfg.prompt_format}", result)
+    if not cfg.quiet:
+        print_behaviour(result)
+    return result
+
+
+def print_behaviour(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"behaviour of {result['model']} ({result['prompt_format']} prompts)")
+    for col in ("category", "label", "rate", "95% interval", "n"):
+        table.add_column(col)
+    for category, labels in result["rates"].items():
+        for label, r in labels.items():
+            table.add_row(category, label, f"{r['rate']:.2f}", f"{r['ci95'][0]:.2f}–{r['ci95'][1]:.2f}", str(r["n"]))
+    Console().print(table)
