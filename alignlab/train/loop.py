@@ -199,9 +199,17 @@ class TrainLoop:
         if (self.cfg.save_steps and self.step % self.cfg.save_steps == 0) or self.step == self.total_steps:
             self.save_checkpoint()
 
+    def log_eval(self, evaluate) -> dict:
+        """Run `evaluate() -> metrics` and log them; its time does not count against training throughput."""
+        tick = time.perf_counter()
+        metrics = evaluate()
+        self.log(metrics)
+        self._window_start += time.perf_counter() - tick
+        return metrics
+
     def log(self, metrics: dict[str, float]) -> None:
         """An extra metrics row at the current step (e.g. held-out loss)."""
-        row = {"step": self.step, **{k: _to_float(v) for k, v in metrics.items()}}
+        row = {"step": self.step, "tokens_seen": self.tokens_seen, **{k: _to_float(v) for k, v in metrics.items()}}
         self.run.append_metrics(row)
         self.progress.update(self.step, row)
 

@@ -43,6 +43,8 @@ class PretrainConfig(TrainingConfig):
     heldout_fraction: float = option(0.01, "fraction of documents kept out for held-out loss")
     eval_steps: int = option(100, "held-out loss every N steps (0 = only at the end)")
     eval_blocks: int = option(64, "held-out blocks per evaluation")
+    calibration_probes_per_fact: int = option(2, "fact probes per split scored at each evaluation (world corpus "
+                                                 "only; 0 = off): the calibration curve against tokens seen")
     learning_rate: float = option(3e-3, "peak learning rate")
     warmup_ratio: float = option(0.03, "fraction of steps with linear warmup")
     per_device_train_batch_size: int = option(32, "blocks per micro-batch")
@@ -50,13 +52,13 @@ class PretrainConfig(TrainingConfig):
     logging_steps: int = option(25, "write a metrics.jsonl row every N steps")
 
 
-def read_corpus(cfg: PretrainConfig) -> tuple[list[str], dict]:
-    """Documents of the corpus and what to record about their source."""
+def read_corpus(cfg: PretrainConfig) -> tuple[list[str], dict, object]:
+    """Documents of the corpus, what to record about their source, and the world (None for a file)."""
     if cfg.corpus == "world":
         from alignlab.world import load_world
 
         world = load_world(cfg.world, {"scale": cfg.world_scale} if cfg.world_scale != 1.0 else None)
-        return world.corpus(cfg.seed), {"world": world.to_dict()}
+        return world.corpus(cfg.seed), {"world": world.to_dict()}, world
     path = Path(cfg.corpus)
     if not path.is_file():
         raise UsageError(f"--corpus: no such file {cfg.corpus} (give 'world' or a local .txt/.jsonl file)")
@@ -81,7 +83,7 @@ def read_corpus(cfg: PretrainConfig) -> tuple[list[str], dict]:
     docs = [d for d in docs if d]
     if not docs:
         raise UsageError(f"--corpus: {path} holds no documents")
-    return docs, {"corpus_file": str(path)}
+    return docs, {"corpus_file": str(path)}, None
 
 
 def split_documents(docs: list[str], heldout_fraction: float, seed: int) -> tuple[list[str], list[str]]:
@@ -104,11 +106,33 @@ def heldout_loss(model, blocks: torch.Tensor, batch_size: int) -> float:
     return total / max(count, 1)
 
 
+def calibration_probe(world, tokenizer, cfg: PretrainConfig):
+    """A function model -> {"calibration/mae_seen": ..., "calibration/mae_heldout": ...} on fixed fact probes."""
+    from alignlab.evals.calibration import exact_probabilities
+    from alignlab.evals.metrics import mean_absolute_error
+
+    if world is None or cfg.calibration_probes_per_fact <= 0:
+        return None
+    probes = {s: world.fact_probes(s, cfg.calibration_probes_per_fact, cfg.seed) for s in ("seen", "heldout")}
+
+    @torch.no_grad()
+    def measure(model) -> dict:
+        model.eval()
+        out = {}
+        for split, ps in probes.items():
+            q, _ = exact_probabilities(model, tokenizer, ps)
+            out[f"calibration/mae_{split}"] = float(mean_absolute_error(q[:, 0], [p.truth[0] for p in ps]))
+        model.train()
+        return out
+
+    return measure
+
+
 def run_pretrain(cfg: PretrainConfig) -> dict:
     run = RunDir.claim(cfg.output_dir, cfg.overwrite, cfg.resume)
     set_threads(cfg.num_threads)
     seed_everything(cfg.seed)
-    docs, source = read_corpus(cfg)
+    docs, source, world = read_corpus(cfg)
     train_docs, held_docs = split_documents(docs, cfg.heldout_fraction, cfg.seed)
     tokenizer = load_tokenizer(cfg.tokenizer, "--tokenizer") if cfg.tokenizer else train_tokenizer(
         train_docs, vocab_size=cfg.vocab_size)
@@ -129,6 +153,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
     run.write_config(cfg, {"resolved": {"total_steps": total, "train_blocks": len(blocks),
                                         "heldout_blocks": len(held), "parameters": params, **source}})
 
+    calibration = calibration_probe(world, tokenizer, cfg)
     loop = TrainLoop(cfg, model, run, total, description="pretrain")
     model.train()
     for step in loop.remaining_steps():
@@ -142,7 +167,8 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
             step_loss += loss.detach() / cfg.gradient_accumulation_steps
         loop.optimizer_step({"loss": step_loss}, tokens=x.numel() * cfg.gradient_accumulation_steps)
         if len(held) and loop.should(cfg.eval_steps):
-            loop.log({"eval_loss": heldout_loss(model, held, batch)})
+            loop.log_eval(lambda: {"eval_loss": heldout_loss(model, held, batch),
+                                   **(calibration(model) if calibration else {})})
     timing = loop.finish()
 
     save_model(model, tokenizer, run.path)
