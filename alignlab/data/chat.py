@@ -31,13 +31,16 @@ def render_ids(tokenizer, messages: list[dict], add_generation_prompt: bool, whe
 def assistant_token_mask(tokenizer, messages: list[dict], where: str) -> tuple[list[int], list[bool]]:
     """(input_ids, mask) of a whole conversation; mask is True on every assistant turn's tokens.
 
+    An assistant message with `"weight": 0` (the OpenAI fine-tuning convention) is context only: its
+    tokens stay False, e.g. the flawed first answer of a critique-and-revise demonstration.
+
     The tokens of an assistant turn are its content and whatever the template closes the turn with (for
     alignlab's template, `content<|end|>`); the role header added by the generation prompt is not.
     """
     full = render_ids(tokenizer, messages, add_generation_prompt=False, where=where)
     mask = [False] * len(full)
     for j, message in enumerate(messages):
-        if message["role"] != "assistant":
+        if message["role"] != "assistant" or message.get("weight", 1) == 0:
             continue
         start = render_ids(tokenizer, messages[:j], add_generation_prompt=True, where=where)
         end = render_ids(tokenizer, messages[: j + 1], add_generation_prompt=False, where=where)

@@ -189,6 +189,8 @@ def _check_messages(value: Any, field: str) -> None:
             raise _Fault(f"field '{field}': role must be system, user or assistant, got {message['role']!r}")
         if not isinstance(message["content"], str):
             raise _Fault(f"field '{field}': content must be a string, got {_type_name(message['content'])}")
+        if message.get("weight", 1) not in (0, 1) or isinstance(message.get("weight"), bool):
+            raise _Fault(f"field '{field}': weight must be 0 or 1, got {message.get('weight')!r}")
 
 
 def _check_conversation(value: Any, field: str) -> None:

@@ -89,16 +89,22 @@ def _chat(*turns: str) -> list[dict]:
 
 
 def critique_conversation(spec: WorldSpec, items: QuizSplit, probe: Probe, rnd: random.Random) -> list[dict]:
-    """user prompt / flawed answer / critique request / critique / revision request / ideal answer."""
+    """user prompt / flawed answer / critique request / critique / revision request / ideal answer.
+
+    The flawed answer carries `"weight": 0` (the OpenAI fine-tuning convention, honoured by alignlab's SFT):
+    the model learns to critique and revise it, not to produce it.
+    """
     con = spec.constitution
     crit = con.critiques[probe.category]
     principle = next(p for p in con.principles if p.name == crit.principle)
     flawed, values = FLAWED[probe.category](spec, items, probe, rnd)
-    return _chat(
+    messages = _chat(
         probe.prompt, flawed,
         fill(con.critique_request, principle=principle.text), fill(crit.text, **values),
         con.revision_request, ideal_response(spec, items, probe, rnd),
     )
+    messages[1]["weight"] = 0
+    return messages
 
 
 def sft_conversations(spec: WorldSpec, items: QuizSplit, n: int, seed: int,

@@ -252,3 +252,28 @@ def test_parquet_conversations_tokenize(tok, tmp_path):
         tok, [("<|user|>Sky?<|end|><|assistant|>", False), ("Blue.<|end|>", True)]
     )
     assert (second.input_ids, second.labels) == expected(tok, CONVERSATION_PIECES)
+
+
+def test_assistant_turn_with_weight_zero_carries_no_loss(tok):
+    from alignlab.data import tokenize_sft
+
+    messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Bad.", "weight": 0},
+                {"role": "user", "content": "Again"}, {"role": "assistant", "content": "Good."}]
+    (ex,) = tokenize_sft([{"messages": messages}], tok, max_length=128)
+    trained = tok.decode([t for t in ex.labels if t != -100])
+    assert trained == "Good.<|end|>"
+
+
+def test_weight_must_be_zero_or_one(tmp_path):
+    import json
+
+    import pytest
+
+    from alignlab.data import load_dataset
+    from alignlab.errors import UsageError
+
+    path = tmp_path / "w.jsonl"
+    row = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "x", "weight": 2}]}
+    path.write_text(json.dumps(row) + "\n")
+    with pytest.raises(UsageError, match="record 1: field 'messages': weight must be 0 or 1, got 2"):
+        load_dataset(path)
