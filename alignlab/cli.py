@@ -30,6 +30,11 @@ COMMANDS: dict[str, Command] = {
                         "train a fresh model (and its tokenizer) on the world corpus or a local corpus"),
     "sft": Command("alignlab.train.sft:run_sft", "alignlab.train.sft:SftConfig",
                    "fine-tune a causal LM on conversations (TRL formats or the world's transcripts), full or LoRA"),
+    "preferences": Command("alignlab.train.preferences:run_preferences",
+                           "alignlab.train.preferences:PreferencesConfig",
+                           "preference pairs from a simulated rater over sampled answers (or import a TRL file)"),
+    "reward": Command("alignlab.train.reward:run_reward", "alignlab.train.reward:RewardConfig",
+                      "train a Bradley-Terry reward model on chosen/rejected pairs, full or LoRA"),
     "dpo": Command("alignlab.train.preference:run_dpo", "alignlab.train.preference:DpoConfig",
                    "offline preference optimisation on chosen/rejected pairs: DPO, IPO, cDPO, robust, hinge, RPO, SimPO"),
     "orpo": Command("alignlab.train.preference:run_orpo", "alignlab.train.preference:OrpoConfig",
@@ -43,6 +48,8 @@ COMMANDS: dict[str, Command] = {
     "eval calibration": Command("alignlab.evals.calibration:run_calibration",
                                 "alignlab.evals.calibration:CalibrationConfig",
                                 "exact and sampled fact frequencies of a model against the world's truth"),
+    "eval reward": Command("alignlab.evals.reward:run_reward_eval", "alignlab.evals.reward:RewardEvalConfig",
+                           "reward model: pairwise accuracy, margin, calibration, Spearman vs gold, bias probes"),
     "eval behaviour": Command("alignlab.evals.behaviour:run_behaviour", "alignlab.evals.behaviour:BehaviourConfig",
                               "answer vs continue, refusals, tutor honesty: sampled rates with intervals"),
     "demo": Command("alignlab.experiments.demo:run_demo", "alignlab.experiments.demo:DemoConfig",
@@ -95,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         from alignlab.config import parse_config
 
         cfg = parse_config(config_class, rest)
+        if getattr(cfg, "quiet", False):
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # "Loading weights" / "Writing model shards" bars
         _load(command.target)(cfg)
     except UsageError as e:
         print(f"alignlab: error: {e}", file=sys.stderr)

@@ -39,7 +39,7 @@ class SftConfig(TrainingConfig, LoraOptions):
     world: str | None = option(None, "world YAML spec for --dataset world; the built-in default when not given")
     world_conversations: int = option(6000, "transcripts drawn from the world")
     correct_fraction: float = option(0.5, "share of grammar-tutor prompts whose sentence is already correct")
-    max_length: int = option(256, "longest tokenized example")
+    max_length: int = option(512, "longest tokenized example (and packed row)")
     truncation: str = option("error", "what to do with a longer example", ("error", "left", "right"))
     completion_only_loss: bool = option(True, "loss only on assistant/completion tokens")
     packing: bool = option(True, "pack several conversations per row (no cross-attention between them)")
@@ -53,7 +53,7 @@ def load_sft_records(cfg: SftConfig) -> tuple[list[dict], str, str]:
         from alignlab.world import load_world
 
         records = load_world(cfg.world).sft_conversations(cfg.world_conversations, cfg.seed, cfg.correct_fraction)
-        return records, "messages", "world"
+        return records, "conversational_language_modeling", "world"
     records, kind = load_dataset(cfg.dataset, allowed=SFT_KINDS, purpose="sft")
     return records, kind, cfg.dataset
 

@@ -1,0 +1,32 @@
+"""The demo end to end at a reduced size (CI), and its resume: a complete stage is skipped."""
+
+import json
+
+from alignlab.cli import main
+
+REDUCED = ["--world_scale", "0.02", "--preset", "nano", "--pretrain_steps", "6", "--sft_steps", "3",
+           "--samples_per_fact", "4", "--prompts_per_category", "2", "--quiet"]
+
+
+def test_reduced_demo_runs_every_stage_then_resumes(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "--output_dir", str(out), *REDUCED]) == 0
+    stages = json.loads((out / "demo.json").read_text())["stages_seconds"]
+    assert list(stages) == ["pretrain", "eval calibration (base)", "eval behaviour (base)", "sft",
+                            "eval behaviour (sft)", "eval calibration (sft)"]
+    assert all(isinstance(v, float) for v in stages.values())
+    base_eval = json.loads((out / "pretrain" / "eval.json").read_text())
+    for split in ("seen", "heldout"):
+        cal = base_eval["calibration"][split]
+        assert 0 <= cal["mae"] <= 1 and 0 <= cal["ece"] <= 1 and cal["n_probes"] == 51 * 8
+    assert 0 <= base_eval["calibration"]["sampled"]["fraction_inside_ci95"] <= 1
+    rates = json.loads((out / "sft" / "eval.json").read_text())["behaviour_chat"]["rates"]
+    assert {"quiz", "hazardous", "benign", "grammar_correct", "grammar_incorrect", "persona"} <= set(rates)
+    for labels in rates.values():
+        for r in labels.values():
+            assert 0 <= r["ci95"][0] <= r["rate"] <= r["ci95"][1] <= 1
+    assert (out / "pretrain" / "reliability.png").stat().st_size > 1000
+
+    assert main(["demo", "--output_dir", str(out), *REDUCED]) == 0  # everything complete: all skipped
+    stages = json.loads((out / "demo.json").read_text())["stages_seconds"]
+    assert set(stages.values()) == {"skipped (complete)"}
