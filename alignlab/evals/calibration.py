@@ -102,7 +102,7 @@ def summarise(probes, q: np.ndarray, mass: np.ndarray, bins: int) -> dict:
         "n_probes": len(probes),
         "mae": float(metrics.mean_absolute_error(q1, p)),
         "ece": float(metrics.expected_calibration_error(q1, p, n_bins=bins)),
-        "brier_vs_truth": float(metrics.brier_vs_truth(q1, p)),
+        "brier_vs_truth": float(metrics.brier_truth(q1, p)),
         "mae_of_fact_means": float(np.mean([abs(r["q_mean"] - r["p"]) for r in fact_rows])),
         "mass_on_answers_mean": float(mass.mean()),
         "reliability": metrics.reliability_table(q1, p, n_bins=bins),

@@ -26,7 +26,7 @@ def reliability_diagram(tables: dict[str, list[dict]], path: str | Path, title: 
     for ax, (split, rows) in zip(axes[0], tables.items(), strict=True):
         rows = [r for r in rows if r["count"] > 0]
         ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--", label="perfect calibration")
-        ax.scatter([r["mean_predicted"] for r in rows], [r["mean_true"] for r in rows],
+        ax.scatter([r["mean_pred"] for r in rows], [r["mean_target"] for r in rows],
                    s=[20 + 3 * r["count"] for r in rows], alpha=0.7, label="bins (size = probes)")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)

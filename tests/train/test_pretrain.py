@@ -8,8 +8,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from alignlab.cli import main
 from alignlab.train import loop as loop_module
-from alignlab.train.loop import TIMING_KEYS
-from alignlab.train.pretrain import block_order
+from alignlab.train.loop import TIMING_KEYS, batch_indices
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +63,8 @@ def test_interrupted_pretraining_resumes_identically(corpus, tmp_path, monkeypat
     assert rows("cut") == rows("full")
 
 
-def test_block_order_is_a_permutation_per_epoch():
-    seen = torch.cat([block_order(10, step, 5, seed=1) for step in range(2)])
+def test_batch_indices_is_a_permutation_per_epoch():
+    seen = torch.cat([batch_indices(10, step, 5, seed=1) for step in range(2)])
     assert sorted(seen.tolist()) == list(range(10))
-    straddle = torch.cat([block_order(10, step, 4, seed=1) for step in range(5)])  # 20 = two epochs
+    straddle = torch.cat([batch_indices(10, step, 4, seed=1) for step in range(5)])  # 20 = two epochs
     assert sorted(straddle[:10].tolist()) == list(range(10)) and sorted(straddle[10:].tolist()) == list(range(10))
