@@ -160,7 +160,7 @@ class TrainLoop:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg, total_steps))
         self.step = 0
         self.tokens_seen = 0
-        self._window: dict[str, torch.Tensor] = {}
+        self._window: dict[str, tuple[torch.Tensor, int]] = {}  # metric -> (sum, steps reporting it)
         self._window_steps = 0
         self._window_tokens = 0
         self._window_start = time.perf_counter()
@@ -223,9 +223,11 @@ class TrainLoop:
 
     # --- logging ----------------------------------------------------------------------------
     def _accumulate(self, metrics: dict, tokens: int) -> None:
+        # Each metric is averaged over the steps that reported it (a KTO step may lack one side).
         for k, v in metrics.items():
             v = v.detach().float() if torch.is_tensor(v) else torch.tensor(float(v))
-            self._window[k] = self._window.get(k, 0.0) + v
+            total, count = self._window.get(k, (0.0, 0))
+            self._window[k] = (total + v, count + 1)
         self._window_steps += 1
         self._window_tokens += tokens
 
@@ -233,7 +235,7 @@ class TrainLoop:
         elapsed = time.perf_counter() - self._window_start
         self._train_seconds += elapsed
         row = {"step": self.step, "lr": lr, "tokens_seen": self.tokens_seen}
-        row.update({k: _to_float(v) / self._window_steps for k, v in self._window.items()})
+        row.update({k: _to_float(total) / count for k, (total, count) in self._window.items()})
         row["tokens_per_s"] = round(self._window_tokens / max(elapsed, 1e-9), 1)
         row["elapsed_s"] = round(self._train_seconds, 2)
         self.run.append_metrics(row)
