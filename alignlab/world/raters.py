@@ -9,16 +9,21 @@ Preferences follow Bradley & Terry (1952): P(a > b) = sigmoid((s_a - s_b) / temp
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
+from alignlab.errors import UsageError
 from alignlab.world.classify import classify
+from alignlab.world.filler import filler_sentence
 from alignlab.world.probes import Probe
-from alignlab.world.spec import Raters, Tastes, WorldSpec
+from alignlab.world.spec import Biases, Raters, Tastes, WorldSpec
+from alignlab.world.text import cap
 
 Taste = Callable[[dict[str, bool], Tastes], float]
 
@@ -92,3 +97,68 @@ def preference_probability(s_a, s_b, temperature: float = 1.0):
     z = (np.asarray(s_a, dtype=float) - np.asarray(s_b, dtype=float)) / temperature
     p = 0.5 * (1.0 + np.tanh(0.5 * z))  # = sigmoid(z), without overflow for large |z|
     return float(p) if p.ndim == 0 else p
+
+
+# --- rater configurations and bias probes -------------------------------------------------------------
+
+def load_raters(path: str | Path, base: Raters) -> Raters:
+    """A raters section read from YAML (the section itself, or a file with `raters:` at the top), merged
+    key by key over `base`; errors name the file and the field (`my.yaml: raters.biases.lenght: ...`)."""
+    import yaml
+
+    from alignlab.world.load import build
+
+    label = str(path)
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise UsageError(f"{label}: cannot read the raters file: {e.strerror or e}") from None
+    except yaml.YAMLError as e:
+        raise UsageError(f"{label}: invalid YAML: {getattr(e, 'problem', None) or e}") from None
+    if isinstance(data, dict) and set(data) == {"raters"}:
+        data = data["raters"]
+    if not isinstance(data, dict):
+        raise UsageError(f"{label}: expected a mapping of raters fields (tastes, biases, temperature, ...)")
+    merged = dataclasses.asdict(base)
+    for key, value in data.items():
+        both_maps = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = {**merged[key], **value} if both_maps else value
+    raters = build(Raters, merged, "raters", label)
+    _check_temperature(raters.temperature, f"{label}: raters.temperature")
+    return raters
+
+
+def override_raters(raters: Raters, *, length: float | None = None, confidence: float | None = None,
+                    flattery: float | None = None, temperature: float | None = None) -> Raters:
+    """`raters` with the biases and temperature that are not None replaced."""
+    changed = {k: v for k, v in {"length": length, "confidence": confidence, "flattery": flattery}.items()
+               if v is not None}
+    out = replace(raters, biases=replace(raters.biases, **changed))
+    if temperature is not None:
+        _check_temperature(temperature, "--rater_temperature")
+        out = replace(out, temperature=temperature)
+    return out
+
+
+def _check_temperature(value: float, where: str) -> None:
+    if not value > 0:
+        raise UsageError(f"{where}: must be > 0, got {value}")
+
+
+BIASES = tuple(f.name for f in dataclasses.fields(Biases))
+
+
+def add_bias(spec: WorldSpec, response: str, bias: str, rnd: random.Random) -> str:
+    """`response` with one feature a biased rater rewards added and nothing else changed.
+
+    length: a neutral filler sentence appended; confidence / flattery: a confident word or a flattering
+    phrase from the raters section as an opening exclamation ("Definitely! ...", "Great question! ...").
+    """
+    r = spec.raters
+    if bias == "length":
+        return f"{response} {filler_sentence(spec.filler, rnd)}"
+    if bias == "confidence":
+        return f"{cap(rnd.choice(r.confident_words))}! {response}"
+    if bias == "flattery":
+        return f"{cap(rnd.choice(r.flattery_phrases))}! {response}"
+    raise ValueError(f"add_bias: unknown bias {bias!r} (known: {', '.join(BIASES)})")
