@@ -27,6 +27,7 @@ class DemoConfig(CommonConfig):
     world_scale: float = option(1.0, "multiplies every document count of the world (CI uses a small scale)")
     pretrain_steps: int = option(600, "pretraining optimiser steps (32 blocks of 128 tokens each)")
     sft_steps: int = option(-1, "SFT optimiser steps; -1 = the sft default (2 epochs)")
+    sft_conversations: int = option(15000, "world transcripts for SFT")
     prompts_per_category: int = option(25, "behaviour probes: distinct prompts per category")
     samples_per_fact: int = option(400, "temperature-1 samples per fact for the sampled-frequency check")
     overwrite: bool = option(False, "run every stage again even when its directory is complete")
@@ -72,7 +73,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     # A new base model makes the assistant trained on the old one stale: start SFT again.
     sft_restart = {"overwrite": True, "resume": False} if fresh else restart
     sft_cfg = SftConfig(output_dir=str(sft), model_name_or_path=str(base), world=cfg.world,
-                        max_steps=cfg.sft_steps, **sft_restart, **common)
+                        max_steps=cfg.sft_steps, world_conversations=cfg.sft_conversations, **sft_restart, **common)
     fresh = _stage("sft", _complete(sft, cfg) and not fresh, lambda: run_sft(sft_cfg), timings)
     for name, instrument, run in (
         ("behaviour", "behaviour_chat", lambda: run_behaviour(BehaviourConfig(

@@ -12,15 +12,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import torch
-
 from alignlab.config import option
-from alignlab.data import SFT_KINDS, collate_packed, length_bucketed_batches, load_dataset, pack_examples, pad_batch
-from alignlab.data import tokenize_sft
+from alignlab.data import (
+    SFT_KINDS,
+    collate_packed,
+    length_bucketed_batches,
+    load_dataset,
+    pack_examples,
+    pad_batch,
+    tokenize_sft,
+)
 from alignlab.models import count_parameters, load_causal_lm, load_tokenizer, save_model
 from alignlab.rundir import RunDir
 from alignlab.train.lm_loss import completion_nll
-from alignlab.train.lora import LoraOptions, apply_lora, finalise_lora
 from alignlab.train.loop import (
     TrainingConfig,
     TrainLoop,
@@ -29,6 +33,7 @@ from alignlab.train.loop import (
     seed_everything,
     set_threads,
 )
+from alignlab.train.lora import LoraOptions, apply_lora, finalise_lora
 
 
 @dataclass
@@ -37,13 +42,13 @@ class SftConfig(TrainingConfig, LoraOptions):
     model_name_or_path: str = option("runs/pretrain", "local model directory to fine-tune")
     dataset: str = option("world", "'world' (curated transcripts) or a .jsonl/.json/.parquet file or datasets dir")
     world: str | None = option(None, "world YAML spec for --dataset world; the built-in default when not given")
-    world_conversations: int = option(6000, "transcripts drawn from the world")
+    world_conversations: int = option(15000, "transcripts drawn from the world")
     correct_fraction: float = option(0.5, "share of grammar-tutor prompts whose sentence is already correct")
     max_length: int = option(512, "longest tokenized example (and packed row)")
     truncation: str = option("error", "what to do with a longer example", ("error", "left", "right"))
     completion_only_loss: bool = option(True, "loss only on assistant/completion tokens")
     packing: bool = option(True, "pack several conversations per row (no cross-attention between them)")
-    learning_rate: float = option(1e-3, "peak learning rate")
+    learning_rate: float = option(2e-3, "peak learning rate")
     num_train_epochs: float = option(2.0, "passes over the data when max_steps is -1")
     per_device_train_batch_size: int = option(16, "rows (packed) or conversations per micro-batch")
 
