@@ -19,3 +19,22 @@ def tiny_tokenizer():
     texts = [f"Quiz. {i}. What is the capital of Zorbia? The waterfall had a rainbow. She likes the beach."
              for i in range(200)]
     return train_tokenizer(texts, vocab_size=320)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: tiny models are all small ops, and a second thread mostly waits."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory, tiny_tokenizer):
+    """A freshly initialised `nano` model with the tiny tokenizer, saved as an HF directory (per module)."""
+    from alignlab.models import build_model, save_model
+
+    path = tmp_path_factory.mktemp("base")
+    save_model(build_model("nano", len(tiny_tokenizer), 128, seed=0, tokenizer=tiny_tokenizer), tiny_tokenizer, path)
+    return path

@@ -17,12 +17,8 @@ from alignlab.world.spec import Biases, Raters
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models are all small ops; a second thread mostly waits on the shared 2-vCPU box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """These tests run on one thread (see tests/conftest.py)."""
 
 
 def test_pair_metrics_by_hand():

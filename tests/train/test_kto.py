@@ -8,18 +8,11 @@ from transformers.models.llama import modeling_llama
 
 from alignlab.cli import main
 from alignlab.errors import UsageError
-from alignlab.models import build_model, load_causal_lm, save_model
+from alignlab.models import load_causal_lm
 from alignlab.train.kto import mismatched_partners
 
 N = 10
 BATCH = 4
-
-
-@pytest.fixture(scope="module")
-def base_dir(tmp_path_factory, tiny_tokenizer):
-    path = tmp_path_factory.mktemp("base")
-    save_model(build_model("nano", len(tiny_tokenizer), 128, seed=0, tokenizer=tiny_tokenizer), tiny_tokenizer, path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from transformers.models.llama import modeling_llama
 from alignlab.cli import main
 from alignlab.data import tokenize_preference
 from alignlab.generation import score_continuations
-from alignlab.models import build_model, load_causal_lm, save_model
+from alignlab.models import build_model, load_causal_lm
 from alignlab.objectives.preference import LOSSES, PairedLogps
 from alignlab.train import ref_cache
 from alignlab.train.lora import LoraOptions, apply_lora
@@ -25,13 +25,6 @@ from alignlab.train.preference import (
 )
 
 N_PAIRS = 12
-
-
-@pytest.fixture(scope="module")
-def base_dir(tmp_path_factory, tiny_tokenizer):
-    path = tmp_path_factory.mktemp("base")
-    save_model(build_model("nano", len(tiny_tokenizer), 128, seed=0, tokenizer=tiny_tokenizer), tiny_tokenizer, path)
-    return path
 
 
 def pair_records(n=N_PAIRS):

@@ -6,12 +6,10 @@ import math
 import random
 
 import pytest
-import torch
 
 from alignlab.cli import main
 from alignlab.data import PREFERENCE_KINDS, load_dataset
 from alignlab.errors import UsageError
-from alignlab.models import build_model, save_model
 from alignlab.train.preferences import (
     PreferencesConfig,
     draw_pairs,
@@ -25,19 +23,8 @@ from alignlab.world.raters import add_bias, load_raters, override_raters
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models are all small ops; a second thread mostly waits on the shared 2-vCPU box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def base_dir(tmp_path_factory, tiny_tokenizer):
-    path = tmp_path_factory.mktemp("base")
-    save_model(build_model("nano", len(tiny_tokenizer), 128, seed=0, tokenizer=tiny_tokenizer), tiny_tokenizer, path)
-    return path
+def _one_thread(one_thread):
+    """These tests run on one thread (see tests/conftest.py)."""
 
 
 def preferences(base_dir, out, *extra):

@@ -12,25 +12,14 @@ from transformers import AutoModelForSequenceClassification
 
 from alignlab.cli import main
 from alignlab.data import tokenize_preference
-from alignlab.models import build_model, save_model
+from alignlab.models import save_model
 from alignlab.models.reward_model import build_reward_model, load_reward_model, pair_rewards, score_pairs
 from alignlab.train.reward import RewardConfig, reward_loss
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models are all small ops; a second thread mostly waits on the shared 2-vCPU box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def base_dir(tmp_path_factory, tiny_tokenizer):
-    path = tmp_path_factory.mktemp("base")
-    save_model(build_model("nano", len(tiny_tokenizer), 128, seed=0, tokenizer=tiny_tokenizer), tiny_tokenizer, path)
-    return path
+def _one_thread(one_thread):
+    """These tests run on one thread (see tests/conftest.py)."""
 
 
 def _pair(i: int) -> dict:

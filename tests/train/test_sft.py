@@ -8,14 +8,7 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
 from alignlab.cli import main
-from alignlab.models import build_model, load_causal_lm, save_model
-
-
-@pytest.fixture(scope="module")
-def base_dir(tmp_path_factory, tiny_tokenizer):
-    path = tmp_path_factory.mktemp("base")
-    save_model(build_model("nano", len(tiny_tokenizer), 128, seed=0, tokenizer=tiny_tokenizer), tiny_tokenizer, path)
-    return path
+from alignlab.models import load_causal_lm
 
 
 @pytest.fixture(scope="module")
