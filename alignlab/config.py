@@ -101,6 +101,8 @@ def _coerce_type(key: str, raw: Any, annotation: Any) -> Any:
             value = annotation(raw) if not isinstance(raw, bool) else None
             if annotation is int and isinstance(raw, str) and not raw.strip().lstrip("+-").isdigit():
                 value = None
+            if annotation is int and isinstance(raw, float) and not raw.is_integer():
+                value = None  # a YAML 1.5 for an integer key is an error, not 1
         except (TypeError, ValueError):
             value = None
         if value is None:

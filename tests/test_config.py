@@ -40,6 +40,13 @@ def test_bad_input_is_one_line(argv, message):
     assert str(e.value) == message
 
 
+def test_yaml_float_for_an_integer_key_is_an_error(tmp_path):
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("steps: 1.5\n")
+    with pytest.raises(UsageError, match=r"--steps: expected an integer, got 1.5"):
+        parse_config(Toy, ["--config", str(cfg_file)])
+
+
 def test_unknown_key_in_yaml_names_file(tmp_path):
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text("learning_rat: 0.5\n")
