@@ -39,14 +39,14 @@ class CalibrationConfig(CommonConfig):
 
 def exact_probabilities(model, tokenizer, probes) -> tuple[np.ndarray, np.ndarray]:
     """q (N, K) normalised over each probe's continuations, and the mass (N,) the model puts on the set."""
+    # In pretraining every document follows an eos (alignlab's bos): start the probe the same way.
     prefix = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    prompt_ids, cont_ids, owner = [], [], []
-    for i, probe in enumerate(probes):
+    prompt_ids, cont_ids = [], []
+    for probe in probes:
         p_ids = prefix + tokenizer(probe.prompt, add_special_tokens=False)["input_ids"]
         for cont in probe.continuations:
             prompt_ids.append(p_ids)
             cont_ids.append(tokenizer(cont, add_special_tokens=False)["input_ids"])
-            owner.append(i)
     logps = score_continuations(model, prompt_ids, cont_ids).double()
     k = len(probes[0].continuations)
     logps = logps.view(len(probes), k)  # every probe of a split has the same number of continuations
