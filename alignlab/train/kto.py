@@ -41,6 +41,7 @@ from alignlab.train.loop import (
     resolve_device,
     seed_everything,
     set_threads,
+    total_steps,
 )
 from alignlab.train.lora import LoraOptions, finalise_lora
 from alignlab.train.preference import collate_rows, completion_logps, load_policy, require_prompts
@@ -187,7 +188,7 @@ def run_kto(cfg: KtoConfig) -> dict:
     ref, how = kto_reference(cfg, model, data, pad_id)  # before TrainLoop restores any checkpoint
     size, accum = cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps
     per_epoch = math.ceil(len(data) / size)
-    total = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(cfg.num_train_epochs * per_epoch / accum))
+    total = total_steps(cfg, per_epoch)
     run.write_config(cfg, {"resolved": {"stage": "kto", "total_steps": total, "examples": len(data),
                                         "desirable": int(data.desirable.sum()), "format": kind, "reference": how,
                                         "parameters": count_parameters(model)}})

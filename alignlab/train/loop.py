@@ -134,6 +134,13 @@ def lr_lambda(cfg: TrainingConfig, total_steps: int):
     return f
 
 
+def total_steps(cfg: TrainingConfig, micro_batches_per_epoch: float) -> int:
+    """Optimiser steps of a run: --max_steps when set, else num_train_epochs passes over the data."""
+    if cfg.max_steps > 0:
+        return cfg.max_steps
+    return max(1, math.ceil(cfg.num_train_epochs * micro_batches_per_epoch / cfg.gradient_accumulation_steps))
+
+
 def batch_indices(n_items: int, step: int, batch_size: int, seed: int) -> torch.Tensor:
     """Indices of the items of one micro-batch: a fresh permutation per epoch, a pure function of (seed, step)."""
     first = step * batch_size

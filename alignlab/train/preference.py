@@ -56,6 +56,7 @@ from alignlab.train.loop import (
     resolve_device,
     seed_everything,
     set_threads,
+    total_steps,
 )
 from alignlab.train.lora import LoraOptions, apply_lora, finalise_lora
 from alignlab.train.ref_cache import CACHE_NAME, reference_logps, rows_digest
@@ -239,7 +240,7 @@ def run_dpo(cfg: DpoConfig) -> dict:
     ref, how = pair_reference(cfg, model, examples, pad_id)  # before TrainLoop restores any checkpoint
     size, accum = cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps
     per_epoch = math.ceil(len(examples) / size)
-    total = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(cfg.num_train_epochs * per_epoch / accum))
+    total = total_steps(cfg, per_epoch)
     run.write_config(cfg, {"resolved": {"stage": cfg.stage, "total_steps": total, "pairs": len(examples),
                                         "format": kind, "reference": how, "parameters": count_parameters(model)}})
 

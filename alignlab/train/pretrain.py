@@ -8,7 +8,6 @@ separated by eos (no padding) â†’ an explicit loop with periodic held-out loss â
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from alignlab.train.loop import (
     resolve_device,
     seed_everything,
     set_threads,
+    total_steps,
 )
 
 
@@ -147,8 +147,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
     model = build_model(cfg.preset, len(tokenizer), cfg.context_length, cfg.seed, tokenizer).to(device)
     batch = cfg.per_device_train_batch_size
     micro_per_epoch = len(blocks) // batch
-    total = cfg.max_steps if cfg.max_steps > 0 else max(
-        1, math.ceil(cfg.num_train_epochs * micro_per_epoch / cfg.gradient_accumulation_steps))
+    total = total_steps(cfg, micro_per_epoch)
     params = count_parameters(model)
     run.write_config(cfg, {"resolved": {"total_steps": total, "train_blocks": len(blocks),
                                         "heldout_blocks": len(held), "parameters": params, **source}})

@@ -20,7 +20,6 @@ rows here), and ensembles.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +41,7 @@ from alignlab.train.loop import (
     resolve_device,
     seed_everything,
     set_threads,
+    total_steps,
 )
 from alignlab.train.lora import LoraOptions, finalise_lora
 from alignlab.train.preferences import NUMERIC_COLUMNS, pair_columns
@@ -142,7 +142,7 @@ def run_reward(cfg: RewardConfig) -> dict:
     held = load_pairs(cfg.eval_dataset, tokenizer, cfg) if cfg.eval_dataset else None
     model = load_reward_backbone(cfg, pad_id, resolve_device(cfg.device))
     size, accum = cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps
-    total = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(cfg.num_train_epochs * len(train) / size / accum))
+    total = total_steps(cfg, len(train) / size)
     margins = torch.as_tensor(train.columns[cfg.margin_column], dtype=torch.float32) if cfg.margin_column else None
     run.write_config(cfg, {"resolved": {"total_steps": total, "pairs": len(train), "format": train.kind,
                                         "eval_pairs": len(held) if held else 0,

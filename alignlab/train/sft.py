@@ -32,6 +32,7 @@ from alignlab.train.loop import (
     resolve_device,
     seed_everything,
     set_threads,
+    total_steps,
 )
 from alignlab.train.lora import LoraOptions, apply_lora, finalise_lora
 
@@ -100,7 +101,7 @@ def run_sft(cfg: SftConfig) -> dict:
         model = apply_lora(model, cfg)
     batch_for, per_epoch = make_batches(examples, cfg, tokenizer.pad_token_id)
     accum = cfg.gradient_accumulation_steps
-    total = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(cfg.num_train_epochs * per_epoch / accum))
+    total = total_steps(cfg, per_epoch)
     n_tokens = sum(len(e) for e in examples)
     run.write_config(cfg, {"resolved": {"total_steps": total, "examples": len(examples), "format": kind,
                                         "tokens": n_tokens, "parameters": count_parameters(model)}})
