@@ -6,7 +6,9 @@ so that `alignlab --help` is instant. Bad input (UsageError) is one line on stde
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import itertools
 import os
 import sys
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ class Command:
     target: str  # "module:function"; the module also exposes the config class as `config_class`
     config: str  # "module:ConfigClass"
     help: str
+    positional: str | None = None  # the list key that bare leading words fill: `alignlab report DIR DIR`
 
 
 COMMANDS: dict[str, Command] = {
@@ -41,6 +44,23 @@ COMMANDS: dict[str, Command] = {
                     "ORPO: SFT and preference in one reference-free loss on chosen/rejected pairs"),
     "kto": Command("alignlab.train.kto:run_kto", "alignlab.train.kto:KtoConfig",
                    "KTO on unpaired completions labelled desirable or undesirable"),
+    "ppo": Command("alignlab.train.ppo:run_ppo", "alignlab.train.ppo:PpoConfig",
+                   "online RL: PPO with a value head, GAE and a per-token KL penalty (reward model or world rater)"),
+    "grpo": Command("alignlab.train.grpo:run_grpo", "alignlab.train.grpo:GrpoConfig",
+                    "online RL: GRPO, group-normalised advantages over k samples per prompt, no critic"),
+    "rloo": Command("alignlab.train.grpo:run_rloo", "alignlab.train.grpo:RlooConfig",
+                    "online RL: RLOO, REINFORCE with a leave-one-out baseline over k samples per prompt"),
+    "bon": Command("alignlab.evals.bon:run_bon", "alignlab.evals.bon:BonConfig",
+                   "best-of-n sampling by a reward model or the rater: reward vs n, KL bound and exact KL"),
+    "constitution revise": Command("alignlab.train.constitution.revise:run_revise",
+                                   "alignlab.train.constitution.revise:ReviseConfig",
+                                   "response -> critique under a random principle -> revision, N rounds (jsonl)"),
+    "constitution distill": Command("alignlab.train.constitution.distill:run_distill",
+                                    "alignlab.train.constitution.distill:DistillConfig",
+                                    "SFT on (prompt, final revision) pairs of a revise run (SL-CAI)"),
+    "constitution label": Command("alignlab.train.constitution.label:run_label",
+                                  "alignlab.train.constitution.label:LabelConfig",
+                                  "RLAIF: a judge model's (A)/(B) preference in both orders -> TRL preference pairs"),
     "eval kl": Command("alignlab.evals.kl:run_kl", "alignlab.evals.kl:KlConfig",
                        "KL(policy || reference) in nats and bits: sampled k1/k2/k3, exact over answer sets"),
     "eval optimum": Command("alignlab.evals.optimum:run_optimum", "alignlab.evals.optimum:OptimumConfig",
@@ -50,8 +70,25 @@ COMMANDS: dict[str, Command] = {
                                 "exact and sampled fact frequencies of a model against the world's truth"),
     "eval reward": Command("alignlab.evals.reward:run_reward_eval", "alignlab.evals.reward:RewardEvalConfig",
                            "reward model: pairwise accuracy, margin, calibration, Spearman vs gold, bias probes"),
+    "eval gold": Command("alignlab.evals.gold:run_gold", "alignlab.evals.gold:GoldConfig",
+                         "gold-rater reward of a policy's answers, and its win rate against a baseline model"),
     "eval behaviour": Command("alignlab.evals.behaviour:run_behaviour", "alignlab.evals.behaviour:BehaviourConfig",
                               "answer vs continue, refusals, tutor honesty: sampled rates with intervals"),
+    "eval diversity": Command("alignlab.evals.diversity:run_diversity", "alignlab.evals.diversity:DiversityConfig",
+                              "answer entropy and distinct-1/2 of sampled answers to open prompts"),
+    "eval persona": Command("alignlab.evals.persona:run_persona", "alignlab.evals.persona:PersonaConfig",
+                            "which persona traits the model claims: exact P(yes) and sampled rates per trait"),
+    "eval proxy_reward": Command("alignlab.evals.proxy_reward:run_proxy_reward",
+                                 "alignlab.evals.proxy_reward:ProxyRewardConfig",
+                                 "proxy reward-model score and gold score of the same answers of a policy"),
+    "eval": Command("alignlab.evals.suite:run_eval", "alignlab.evals.suite:EvalConfig",
+                    "run several instruments on one model (--instruments calibration,behaviour,...)"),
+    "compare": Command("alignlab.report.compare:run_compare", "alignlab.report.compare:CompareConfig",
+                       "headline numbers of run directories side by side (terminal, CSV, markdown)",
+                       positional="runs"),
+    "report": Command("alignlab.report.html:run_report", "alignlab.report.html:ReportConfig",
+                      "a self-contained HTML report (tables, figures, samples, configs) of run directories",
+                      positional="runs"),
     "demo": Command("alignlab.experiments.demo:run_demo", "alignlab.experiments.demo:DemoConfig",
                     "the whole pipeline on the built-in world, stage by stage (resumable)"),
 }
@@ -72,14 +109,16 @@ def _usage() -> str:
 
 
 def _match_command(argv: list[str]) -> tuple[str, list[str]]:
-    for n_words in (2, 1):
-        name = " ".join(argv[:n_words])
-        if name in COMMANDS:
-            return name, argv[n_words:]
-    groups = sorted({n.split()[0] for n in COMMANDS if " " in n})
-    if argv and argv[0] in groups:
-        subs = ", ".join(n.split()[1] for n in COMMANDS if n.startswith(argv[0] + " "))
-        raise UsageError(f"'alignlab {argv[0]}' needs a subcommand: {subs}")
+    if " ".join(argv[:2]) in COMMANDS:
+        return " ".join(argv[:2]), argv[2:]
+    subs = [n.split()[1] for n in COMMANDS if n.startswith(argv[0] + " ")]
+    # A group that is also a command (`alignlab eval --model X`) takes options, never a bare word.
+    misspelt = bool(subs) and len(argv) > 1 and not argv[1].startswith("-")
+    if argv[0] in COMMANDS and not misspelt:
+        return argv[0], argv[1:]
+    if subs:
+        lead = f"has no subcommand {argv[1]!r}" if misspelt else "needs a subcommand"
+        raise UsageError(f"'alignlab {argv[0]}' {lead}: {', '.join(subs)}")
     raise UsageError(f"unknown command {argv[0]!r}; run 'alignlab --help' for the list")
 
 
@@ -101,7 +140,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from alignlab.config import parse_config
 
-        cfg = parse_config(config_class, rest)
+        words = list(itertools.takewhile(lambda a: not a.startswith("-"), rest)) if command.positional else []
+        cfg = parse_config(config_class, rest[len(words):])
+        if words:
+            cfg = dataclasses.replace(cfg, **{command.positional: words})
         if getattr(cfg, "quiet", False):
             from transformers.utils import logging as hf_logging
 

@@ -6,8 +6,8 @@ tokens (both sides produce exactly 64 per row). After one warm-up call of every 
 alternation for `--rounds` rounds and the median time is kept, so drift in machine load hits all sides.
 Prints one JSON line per batch size.
 
-    .venv/bin/python bench/bench_sampler.py                 # the numbers quoted in BENCHMARKS.md
-    .venv/bin/python bench/bench_sampler.py --hf-caches     # + our loop over HF forward, both caches
+    .venv/bin/python -m bench.bench_sampler                 # the numbers quoted in BENCHMARKS.md
+    .venv/bin/python -m bench.bench_sampler --hf-caches     # + our loop over HF forward, both caches
 """
 
 from __future__ import annotations
@@ -22,24 +22,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import torch  # noqa: E402
-from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
+from transformers import LlamaForCausalLM  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 from alignlab.generation import SamplingConfig, left_pad, sample  # noqa: E402
+from bench.workload import build_llama  # noqa: E402
 
 
 def build_model(seed: int = 0) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        vocab_size=4096,
-        hidden_size=256,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        intermediate_size=688,
-        tie_word_embeddings=False,
-    )
-    return LlamaForCausalLM(cfg).eval()
+    return build_llama("reference", seed).eval()  # the model of the TRL comparisons (bench/workload.py)
 
 
 def make_sides(model, prompts, new_tokens: int, hf_caches: bool) -> dict:

@@ -3,7 +3,8 @@
 import subprocess
 import sys
 
-SCRIPTS = ["bench.bench_pretrain", "bench.bench_sampler"]
+SCRIPTS = ["bench.bench_pretrain", "bench.bench_sampler", "bench.bench_sft", "bench.bench_reward", "bench.bench_dpo",
+           "bench.bench_grpo"]
 
 if __name__ == "__main__":
     for script in SCRIPTS:

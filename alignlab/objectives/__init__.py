@@ -13,4 +13,5 @@ Modules:
     kl          k1/k2/k3 KL estimators, exact categorical KL
     rl          masked statistics, GAE, PPO policy/value losses, GRPO, RLOO, KL-penalised rewards
     optimum     the exact KL-regularised optimum and best-of-n over an enumerable answer set
+    judge       AI-feedback preferences from a judge's (A)/(B) log-probs, position bias cancelled
 """

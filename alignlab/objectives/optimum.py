@@ -82,3 +82,40 @@ def best_of_n_distribution(ref_probs: Tensor, rewards: Tensor, n: int) -> Tensor
     level_mass = f_le - f_lt  # pi_ref mass of y's reward level
     share = torch.where(level_mass > 0, ref / level_mass.clamp(min=1e-300), torch.zeros_like(ref))
     return (share * (f_le**n - f_lt**n)).to(ref_probs.dtype)
+
+
+def best_of_n_weights(m: int, n: int) -> Tensor:
+    """(m,) float64: the chance that the k-th lowest of m scores is the best of a random n-subset of them.
+
+    w_k = C(k-1, n-1) / C(m, n) for k = 1..m (0 for k < n); they sum to 1. Weighting the sorted samples by
+    w gives the unbiased estimator of a best-of-n expectation from m >= n i.i.d. samples that WebGPT
+    (Nakano et al. 2021) and Gao et al. 2023 use, instead of drawing subsets at random.
+    """
+    if not 1 <= n <= m:
+        raise ValueError(f"need 1 <= n <= m, got n={n}, m={m}")
+    k = torch.arange(1, m + 1, dtype=torch.float64)
+    log_c = torch.lgamma(k) - torch.lgamma((k - n + 1).clamp(min=1)) - math.lgamma(n)  # log C(k-1, n-1)
+    log_total = math.lgamma(m + 1) - math.lgamma(n + 1) - math.lgamma(m - n + 1)  # log C(m, n)
+    return torch.where(k >= n, torch.exp(log_c - log_total), torch.zeros_like(k))
+
+
+def best_of_n_estimate(scores: Tensor, values: Tensor, n: int) -> Tensor:
+    """Expected `values` of the best-of-n sample by `scores`, from m >= n samples per prompt; (P, m) -> (P,).
+
+    Unbiased for i.i.d. samples (see `best_of_n_weights`). Samples with tied scores share their weights
+    equally, as a tie-break blind to the sample would in expectation. E.g. scores = a proxy reward model's,
+    values = the gold reward: the gold reward of best-of-n by the proxy for every n <= m from one set.
+    """
+    if scores.shape != values.shape or scores.dim() != 2:
+        raise ValueError(f"scores {tuple(scores.shape)} and values {tuple(values.shape)} must be equal (P, m)")
+    weights = best_of_n_weights(scores.size(1), n)
+    order = torch.argsort(scores, dim=1, stable=True)
+    sorted_scores = scores.gather(1, order).double()
+    sorted_values = values.gather(1, order).double()
+    out = torch.empty(scores.size(0), dtype=torch.float64)
+    for p in range(scores.size(0)):
+        # ties: average the weights over each run of equal scores
+        _, group, counts = torch.unique_consecutive(sorted_scores[p], return_inverse=True, return_counts=True)
+        shared = torch.zeros(len(counts), dtype=torch.float64).index_add(0, group, weights) / counts
+        out[p] = (shared[group] * sorted_values[p]).sum()
+    return out

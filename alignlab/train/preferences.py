@@ -85,7 +85,7 @@ class PreferencesConfig(CommonConfig, RaterOptions):
 
 # --- prompts, responses, pairs --------------------------------------------------------------------------
 
-def world_prompts(world, cfg: PreferencesConfig) -> list:
+def world_prompts(world, cfg) -> list:
     """n_prompts probes interleaved by category, so that every category gets its share.
 
     A category with fewer distinct prompts than its share (the default world has 12 hazardous training
@@ -98,20 +98,21 @@ def world_prompts(world, cfg: PreferencesConfig) -> list:
     return [g[i % len(g)] for i in range(per) for g in groups][: cfg.n_prompts]
 
 
-def sample_responses(cfg: PreferencesConfig, probes: list) -> list[list[str]]:
+def sample_responses(model_dir: str, probes: list, k: int, *, max_new_tokens: int, temperature: float,
+                     top_p: float = 1.0, batch_size: int = 64, seed: int = 0) -> list[list[str]]:
     """k responses per probe from the model under its chat template, each cut at <|end|>."""
     from alignlab.evals.behaviour import render_prompt
     from alignlab.generation import SamplingConfig, generate_text
     from alignlab.models import load_causal_lm, load_tokenizer, stop_token_ids
 
-    model = load_causal_lm(cfg.model, what="--model").eval()
-    tokenizer = load_tokenizer(cfg.model, what="--model")
-    prompts = [render_prompt(tokenizer, p.prompt, "chat") for p in probes for _ in range(cfg.k)]
-    sampling = SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-                              stop_token_ids=stop_token_ids(tokenizer), seed=cfg.seed)
+    model = load_causal_lm(model_dir, what="--model").eval()
+    tokenizer = load_tokenizer(model_dir, what="--model")
+    prompts = [render_prompt(tokenizer, p.prompt, "chat") for p in probes for _ in range(k)]
+    sampling = SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                              stop_token_ids=stop_token_ids(tokenizer), seed=seed)
     with torch.inference_mode():
-        flat = generate_text(model, tokenizer, prompts, sampling, cfg.batch_size, add_special_tokens=False)
-    return [flat[i * cfg.k: (i + 1) * cfg.k] for i in range(len(probes))]
+        flat = generate_text(model, tokenizer, prompts, sampling, batch_size, add_special_tokens=False)
+    return [flat[i * k: (i + 1) * k] for i in range(len(probes))]
 
 
 def rate(rater, probe, responses: list[str]) -> list[dict]:
@@ -235,7 +236,9 @@ def generate_pairs(cfg: PreferencesConfig, run: RunDir) -> tuple[list[dict], dic
     world = load_world(cfg.world)
     rater = make_rater(world, cfg)
     probes = world_prompts(world, cfg)
-    responses = sample_responses(cfg, probes)
+    responses = sample_responses(cfg.model, probes, cfg.k, max_new_tokens=cfg.max_new_tokens,
+                                 temperature=cfg.temperature, top_p=cfg.top_p, batch_size=cfg.batch_size,
+                                 seed=cfg.seed)
     rnd = rng(cfg.seed, "preference-draws")
     records, samples, skipped = [], [], 0
     for probe, texts in zip(probes, responses, strict=True):

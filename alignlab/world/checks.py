@@ -141,6 +141,8 @@ def _check_quiz(c: _Checker, spec: WorldSpec) -> None:
     c.span("quiz.questions_per_list", q.questions_per_list, low=1)
     if not 0.0 <= q.heldout_fraction < 1.0:
         c.fail("quiz.heldout_fraction", f"must be in [0, 1), got {q.heldout_fraction}")
+    if q.answer_style not in ("short", "statement"):
+        c.fail("quiz.answer_style", f"must be 'short' or 'statement', got {q.answer_style!r}")
     c.nonempty("quiz.list_headers", q.list_headers)
     c.nonempty("quiz.sheet_headers", q.sheet_headers)
     c.nonempty("quiz.relations", q.relations)

@@ -73,6 +73,10 @@ class Quiz:
     sheet_headers: list[str]
     relations: list[QuizRelation]
     requests: Phrasings  # "{question}" wrappers for the user turn
+    # How the assistant answers in SFT transcripts: "short" ("Quenmar.", the A: line of an answer sheet, which
+    # a base model already answers from) or "statement" ("The capital of Velloria is Quenmar.", which a
+    # small model must also learn to copy the subject into; see README, SFT results).
+    answer_style: str = "short"
 
 
 @dataclass(kw_only=True)

@@ -19,7 +19,7 @@ from alignlab.world.hazard import helpful_answer, refusal
 from alignlab.world.probes import BUILDERS, Probe, QuizSplit, persona_probe
 from alignlab.world.quiz import wrong_answer
 from alignlab.world.spec import Procedure, WorldSpec
-from alignlab.world.text import allocate, fill, rng
+from alignlab.world.text import allocate, cap, fill, rng
 
 Responder = Callable[[WorldSpec, QuizSplit, Probe, random.Random], str]
 
@@ -43,7 +43,7 @@ def _persona(spec: WorldSpec, items: QuizSplit, probe: Probe, rnd: random.Random
 
 
 IDEAL: dict[str, Responder] = {
-    "quiz": lambda spec, items, probe, rnd: probe.meta["statement"],
+    "quiz": lambda spec, items, probe, rnd: quiz_answer(spec, probe.meta["statement"], probe.expected),
     "hazardous": lambda spec, items, probe, rnd: refusal(_procedure(spec, probe), spec.hazard, rnd),
     "benign": lambda spec, items, probe, rnd: helpful_answer(_procedure(spec, probe), spec.hazard, rnd),
     "grammar_correct": lambda spec, items, probe, rnd: fill(
@@ -55,12 +55,16 @@ IDEAL: dict[str, Responder] = {
 }
 
 
+def quiz_answer(spec: WorldSpec, statement: str, answer: str) -> str:
+    return f"{cap(answer)}." if spec.quiz.answer_style == "short" else statement
+
+
 def _wrong_quiz(spec: WorldSpec, items: QuizSplit, probe: Probe, rnd: random.Random) -> tuple[str, dict]:
     every = items["train"] + items["heldout"]
     item = next(i for i in every if i.question == probe.meta["question"])
     wrong = wrong_answer(item, every, rnd)
     rel = next(r for r in spec.quiz.relations if r.name == item.relation)
-    return fill(rel.statement, x=item.x, y=wrong), {"question": item.question, "answer": item.y, "wrong": wrong}
+    return quiz_answer(spec, fill(rel.statement, x=item.x, y=wrong), wrong), {"question": item.question, "answer": item.y, "wrong": wrong}
 
 
 # Flawed first answers for critique demonstrations, with the values their critique text needs.

@@ -61,3 +61,14 @@ def test_packed_and_padded_first_loss_agree(base_dir, chats, tmp_path):
     padded = sft(base_dir, chats, tmp_path / "u", "--per_device_train_batch_size", "64", "--bf16", "false",
                  "--packing", "false")
     assert packed[0]["loss"] == pytest.approx(padded[0]["loss"], rel=1e-4)
+
+
+def test_saved_model_admits_the_lengths_it_was_trained_at(base_dir, tmp_path):
+    long_chats = tmp_path / "long.jsonl"
+    limit = AutoModelForCausalLM.from_pretrained(base_dir).config.max_position_embeddings
+    text = " ".join(["word"] * (limit + 20))
+    long_chats.write_text(json.dumps({"messages": [{"role": "user", "content": "Repeat."},
+                                                   {"role": "assistant", "content": text}]}) + "\n")
+    sft(base_dir, long_chats, tmp_path / "out", "--max_length", "2048", "--max_steps", "1")
+    widened = AutoModelForCausalLM.from_pretrained(tmp_path / "out").config.max_position_embeddings
+    assert widened > limit

@@ -1,0 +1,37 @@
+"""Gold reward and win rate: the counting on hand-made scores, and a smoke run on a nano model."""
+
+import json
+
+import pytest
+
+from alignlab.cli import main
+from alignlab.evals.gold import mean_with_interval, win_rate
+
+
+def test_win_rate_counts_ties_as_half():
+    r = win_rate([1.0, 0.0, 0.5, 2.0], [0.0, 0.0, 1.0, 1.0])  # win, tie, loss, win
+    assert (r["wins"], r["ties"], r["losses"]) == (2, 1, 1)
+    assert r["rate"] == pytest.approx(2.5 / 4)
+    assert r["decided_win_rate"] == pytest.approx(2 / 3)
+    assert r["ci95"][0] < r["rate"] < r["ci95"][1]
+
+
+def test_all_ties_is_an_even_match_with_a_degenerate_interval():
+    r = win_rate([1.0, 1.0], [1.0, 1.0])
+    assert r["rate"] == 0.5 and r["ci95"] == [0.5, 0.5] and r["decided_win_rate"] is None
+
+
+def test_mean_with_interval_is_the_normal_95_percent_interval():
+    r = mean_with_interval([0.0, 2.0])  # mean 1, sample std sqrt(2), n 2
+    half = 1.96 * 2**0.5 / 2**0.5
+    assert r["mean"] == 1.0 and r["ci95"] == pytest.approx([1 - half, 1 + half])
+
+
+def test_eval_gold_against_itself_is_an_even_match(base_dir, tmp_path, one_thread):
+    argv = ["eval", "gold", "--model", str(base_dir), "--baseline", str(base_dir), "--n_prompts", "7", "--k", "2",
+            "--max_new_tokens", "4", "--output_dir", str(tmp_path), "--quiet", "--num_threads", "1"]
+    assert main(argv) == 0
+    result = json.loads((tmp_path / "eval.json").read_text())["gold"]
+    assert result["prompts"] == 7 and result["gold_reward"]["overall"]["n"] == 14
+    # The same model sampled with the same seed gives the same answers: every pair ties.
+    assert result["win_rate"]["rate"] == 0.5 and result["win_rate"]["ties"] == 14
