@@ -89,6 +89,10 @@ COMMANDS: dict[str, Command] = {
     "report": Command("alignlab.report.html:run_report", "alignlab.report.html:ReportConfig",
                       "a self-contained HTML report (tables, figures, samples, configs) of run directories",
                       positional="runs"),
+    "experiment overoptimization": Command(
+        "alignlab.experiments.overoptimization:run_overoptimization",
+        "alignlab.experiments.overoptimization:OveroptimizationConfig",
+        "proxy vs gold reward under best-of-n and PPO against sqrt(KL), with Gao et al.'s fits and a figure"),
     "demo": Command("alignlab.experiments.demo:run_demo", "alignlab.experiments.demo:DemoConfig",
                     "the whole pipeline on the built-in world, stage by stage (resumable)"),
 }

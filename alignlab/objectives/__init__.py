@@ -12,6 +12,8 @@ Modules:
     reward      Bradley-Terry reward-model loss, Bayes-optimal accuracy of a BT rater
     kl          k1/k2/k3 KL estimators, exact categorical KL
     rl          masked statistics, GAE, PPO policy/value losses, GRPO, RLOO, KL-penalised rewards
-    optimum     the exact KL-regularised optimum and best-of-n over an enumerable answer set
+    optimum     the exact KL-regularised optimum and best-of-n over an enumerable answer set, and the
+                unbiased best-of-n estimator from samples
+    online      adaptive KL coefficient, token entropy, explained variance (for the online RL stages)
     judge       AI-feedback preferences from a judge's (A)/(B) log-probs, position bias cancelled
 """

@@ -29,6 +29,7 @@ h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc; padding-bottom:
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }
 th, td { border: 1px solid #ddd; padding: 0.3em 0.5em; vertical-align: top; }
 th { background: #f4f4f4; } #summary thead th { max-width: 7em; font-size: 0.9em; }
+#summary th:first-child { position: sticky; left: 0; }  /* the stage name stays when the table scrolls */
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.text { white-space: pre-wrap; font-family: ui-monospace, monospace; font-size: 0.95em; max-width: 30em; }
 figure { margin: 0.5em 0; display: inline-block; } img { max-width: 100%; }

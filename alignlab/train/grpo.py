@@ -18,7 +18,8 @@ current one, so its log-probs are the training forward's own, detached (ratio 1,
 come from one no-grad forward after sampling.
 
 Logged under TRL's names where it has them: reward, reward_std, gold (world prompts), frac_reward_zero_std,
-kl, entropy, completion_length, eos_rate, loss, clip_ratio/low_mean, clip_ratio/high_mean,
+kl (GRPO: the mean per-token k3 of the loss term, as TRL; RLOO: the per-sequence KL in the reward, as
+PPO), entropy, completion_length, eos_rate, loss, clip_ratio/low_mean, clip_ratio/high_mean,
 clip_ratio/region_mean. The saved model is the policy.
 
 Left out: multiple reward functions with weights, sequence-level importance sampling (GSPO), entropy

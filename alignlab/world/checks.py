@@ -284,5 +284,7 @@ def _check_posttraining(c: _Checker, spec: WorldSpec) -> None:
         if crit.principle not in names:
             c.fail(f"constitution.critiques.{cat}.principle", f"no principle named {crit.principle!r}")
         c.slot(f"constitution.critiques.{cat}.text", crit.text, CRITIQUE_SLOTS[cat])
+    if not 0.0 <= con.no_change_fraction <= 1.0:
+        c.fail("constitution.no_change_fraction", f"must be in [0, 1], got {con.no_change_fraction}")
     if not spec.raters.temperature > 0:
         c.fail("raters.temperature", f"must be > 0, got {spec.raters.temperature}")

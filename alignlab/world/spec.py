@@ -189,6 +189,10 @@ class Constitution:
     critique_request: str  # "{principle}"
     revision_request: str
     critiques: dict[str, Critique]  # probe category -> the demonstration for it
+    # Demonstrations whose first answer is already right (under any principle): the critique says so and the
+    # revision repeats the answer, so that revising a good answer does not learn to break it.
+    no_change_critique: str = "The response already follows the principle. No change is needed."
+    no_change_fraction: float = 0.4
 
 
 @dataclass(kw_only=True)

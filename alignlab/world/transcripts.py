@@ -93,20 +93,25 @@ def _chat(*turns: str) -> list[dict]:
 
 
 def critique_conversation(spec: WorldSpec, items: QuizSplit, probe: Probe, rnd: random.Random) -> list[dict]:
-    """user prompt / flawed answer / critique request / critique / revision request / ideal answer.
+    """user prompt / first answer / critique request / critique / revision request / ideal answer.
 
-    The flawed answer carries `"weight": 0` (the OpenAI fine-tuning convention, honoured by alignlab's SFT):
-    the model learns to critique and revise it, not to produce it.
+    Usually the first answer is flawed, the critique names the flaw under the principle it breaks and carries
+    `"weight": 0` (the OpenAI fine-tuning convention, honoured by alignlab's SFT): the model learns to
+    critique and revise it, not to produce it. A `no_change_fraction` share starts from the ideal answer
+    instead, under a principle drawn at random, and the critique says no change is needed.
     """
     con = spec.constitution
-    crit = con.critiques[probe.category]
-    principle = next(p for p in con.principles if p.name == crit.principle)
-    flawed, values = FLAWED[probe.category](spec, items, probe, rnd)
-    messages = _chat(
-        probe.prompt, flawed,
-        fill(con.critique_request, principle=principle.text), fill(crit.text, **values),
-        con.revision_request, ideal_response(spec, items, probe, rnd),
-    )
+    ideal = ideal_response(spec, items, probe, rnd)
+    if rnd.random() < con.no_change_fraction:
+        principle = rnd.choice(con.principles)
+        first, critique = ideal, con.no_change_critique
+    else:
+        crit = con.critiques[probe.category]
+        principle = next(p for p in con.principles if p.name == crit.principle)
+        first, values = FLAWED[probe.category](spec, items, probe, rnd)
+        critique = fill(crit.text, **values)
+    messages = _chat(probe.prompt, first, fill(con.critique_request, principle=principle.text), critique,
+                     con.revision_request, ideal)
     messages[1]["weight"] = 0
     return messages
 

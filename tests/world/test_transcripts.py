@@ -71,13 +71,18 @@ def test_critique_demonstrations(world):
     convs = [c for c in world.sft_conversations(600, seed=0) if c["category"] == "critique"]
     assert convs
     principles = {p.text for p in world.spec.constitution.principles}
+    kept = 0
     for conv in convs:
         turns = [m["content"] for m in conv["messages"]]
         assert len(turns) == 6
         assert turns[2].startswith("Critique your last response under this principle: ")
         assert turns[2].split(": ", 1)[1] in principles
         assert turns[4] == world.revision_prompt()
-        assert turns[1] != turns[5]  # the revision changes the flawed answer
+        no_change = turns[3] == world.spec.constitution.no_change_critique
+        assert (turns[1] == turns[5]) == no_change  # a flawed answer is revised, a good one kept
+        kept += no_change
+    # The configured share of demonstrations starts from an answer that needs no change.
+    assert abs(kept / len(convs) - world.spec.constitution.no_change_fraction) < 0.12
     assert world.critique_prompt("harmless").endswith("Do not give instructions for dangerous procedures.")
 
 

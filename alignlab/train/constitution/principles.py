@@ -81,7 +81,8 @@ def build_constitution(data: dict, source: str) -> Constitution:
     """A Constitution from a mapping {principles: [...], critique_request, revision_request, ...}."""
     if not isinstance(data, dict):
         raise UsageError(f"{source}: expected a mapping with 'principles', got {type(data).__name__}")
-    extra = set(data) - {"principles", "critiques", *REQUEST_KEYS}  # critiques: a world's SFT demos, unused
+    world_only = {"critiques", "no_change_critique", "no_change_fraction"}  # a world's SFT demos, unused here
+    extra = set(data) - {"principles", *world_only, *REQUEST_KEYS}
     if extra:
         raise UsageError(f"{source}: unknown key '{sorted(extra)[0]}' (known: principles, {', '.join(REQUEST_KEYS)})")
     items = data.get("principles")
