@@ -35,6 +35,7 @@ from alignlab.train.loop import (
     total_steps,
 )
 from alignlab.train.lora import LoraOptions, apply_lora, finalise_lora
+from alignlab.train.replay import init_chat_tokens, replay_count, replay_examples
 
 
 @dataclass
@@ -49,6 +50,11 @@ class SftConfig(TrainingConfig, LoraOptions):
     truncation: str = option("error", "what to do with a longer example", ("error", "left", "right"))
     completion_only_loss: bool = option(True, "loss only on assistant/completion tokens")
     packing: bool = option(True, "pack several conversations per row (no cross-attention between them)")
+    replay_fraction: float = option(0.0, "share of training examples that are pretraining documents with loss on "
+                                    "every token, to keep the base's world model (see train/replay.py)")
+    replay_corpus: str = option("world", "'world' or a local .txt/.jsonl corpus for the replay documents")
+    init_chat_tokens: bool = option(False, "give the chat template's special tokens, which pretraining never saw, "
+                                    "the embedding of the text they stand for (Q:, A:, newline); once per model")
     learning_rate: float = option(2e-3, "peak learning rate")
     num_train_epochs: float = option(2.0, "passes over the data when max_steps is -1")
     per_device_train_batch_size: int = option(16, "rows (packed) or conversations per micro-batch")
@@ -62,6 +68,15 @@ def load_sft_records(cfg: SftConfig) -> tuple[list[dict], str, str]:
         return records, "conversational_language_modeling", "world"
     records, kind = load_dataset(cfg.dataset, allowed=SFT_KINDS, purpose="sft")
     return records, kind, cfg.dataset
+
+
+def read_replay_corpus(cfg: SftConfig) -> list[str]:
+    if cfg.replay_fraction == 0:
+        return []
+    from alignlab.train.pretrain import PretrainConfig, read_corpus
+
+    docs, _, _ = read_corpus(PretrainConfig(corpus=cfg.replay_corpus, world=cfg.world, seed=cfg.seed))
+    return docs
 
 
 def make_batches(examples, cfg: SftConfig, pad_id: int):
@@ -105,7 +120,12 @@ def run_sft(cfg: SftConfig) -> dict:
     examples = tokenize_sft(records, tokenizer, cfg.max_length, cfg.completion_only_loss, cfg.truncation,
                             path=source, kind=kind)
     device = resolve_device(cfg.device)
+    examples += replay_examples(read_replay_corpus(cfg), replay_count(len(examples), cfg.replay_fraction),
+                                tokenizer, cfg.max_length, cfg.seed)
     model = load_causal_lm(cfg.model_name_or_path).to(device)
+    # An unmerged adapter is saved without the embeddings, so it must not rely on changed ones.
+    keeps_embeddings = not cfg.use_peft or cfg.merge_adapter
+    initialised = init_chat_tokens(model, tokenizer) if cfg.init_chat_tokens and keeps_embeddings else []
     if cfg.use_peft:
         model = apply_lora(model, cfg)
     batch_for, per_epoch = make_batches(examples, cfg, tokenizer.pad_token_id)
@@ -113,6 +133,7 @@ def run_sft(cfg: SftConfig) -> dict:
     total = total_steps(cfg, per_epoch)
     n_tokens = sum(len(e) for e in examples)
     run.write_config(cfg, {"resolved": {"total_steps": total, "examples": len(examples), "format": kind,
+                                        "chat_tokens_initialised": initialised,
                                         "tokens": n_tokens, "parameters": count_parameters(model)}})
 
     loop = TrainLoop(cfg, model, run, total, description="sft")

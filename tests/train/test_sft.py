@@ -72,3 +72,16 @@ def test_saved_model_admits_the_lengths_it_was_trained_at(base_dir, tmp_path):
     sft(base_dir, long_chats, tmp_path / "out", "--max_length", "2048", "--max_steps", "1")
     widened = AutoModelForCausalLM.from_pretrained(tmp_path / "out").config.max_position_embeddings
     assert widened > limit
+
+
+def test_replay_adds_pretraining_documents_and_chat_tokens_are_initialised_once(base_dir, chats, tmp_path):
+    import yaml
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"The waterfall number {i} had a rainbow." for i in range(30)))
+    sft(base_dir, chats, tmp_path / "out", "--replay_fraction", "0.2", "--replay_corpus", str(corpus),
+        "--init_chat_tokens", "true")
+    resolved = yaml.safe_load((tmp_path / "out" / "config.yaml").read_text())["resolved"]
+    assert resolved["examples"] == 40 + 10  # 10 / 50 = 0.2
+    assert resolved["chat_tokens_initialised"] == ["<|user|>", "<|assistant|>", "<|end|>"]
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "out").config.alignlab_chat_tokens_initialised
