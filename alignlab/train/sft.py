@@ -103,9 +103,9 @@ def make_batches(examples, cfg: SftConfig, pad_id: int):
 
 
 def widen_position_limit(model, trained_length: int) -> None:
-    """Record that the model was trained at `trained_length` positions: a base pretrained on 128-token
-    blocks learns 270-token conversations here, and the sampler refuses prompts past the config's limit.
-    (An unmerged LoRA adapter keeps its base's config, so that limit stays.)"""
+    """Record that the model was fine-tuned for `trained_length` (--max_length) positions: a base pretrained on
+    128-token blocks learns 270-token conversations here (RoPE has no position table to outgrow), and the
+    sampler refuses prompts past the config's limit. (An unmerged LoRA adapter keeps its base's config.)"""
     config = getattr(model, "config", None)
     if config is not None and getattr(config, "max_position_embeddings", trained_length) < trained_length:
         config.max_position_embeddings = trained_length
@@ -153,7 +153,7 @@ def run_sft(cfg: SftConfig) -> dict:
     timing = loop.finish()
 
     saved = finalise_lora(model, cfg) if cfg.use_peft else model
-    widen_position_limit(saved, max(len(e) for e in examples))
+    widen_position_limit(saved, cfg.max_length)
     save_model(saved, tokenizer, run.path)
     summary = {"stage": "sft", "examples": len(examples), "format": kind, "peft": cfg.use_peft,
                "merged": cfg.use_peft and cfg.merge_adapter, **timing}

@@ -6,17 +6,25 @@ import pytest
 
 from alignlab.cli import main
 
-REDUCED = ["--world_scale", "0.02", "--preset", "nano", "--pretrain_steps", "6", "--sft_steps", "3", "--sft_conversations", "200",
-           "--samples_per_fact", "4", "--prompts_per_category", "2", "--quiet"]
+REDUCED = ["--world_scale", "0.02", "--preset", "nano", "--pretrain_steps", "6", "--sft_steps", "3",
+           "--sft_conversations", "200", "--preference_prompts", "14", "--reward_steps", "2", "--dpo_steps", "2",
+           "--online_steps", "1", "--revise_prompts_per_category", "1", "--samples_per_fact", "4",
+           "--prompts_per_category", "1", "--quiet"]
+STAGES = ["pretrain", "sft", "preferences", "reward", "dpo", "ppo", "grpo", "revise"]
 
 
 def test_reduced_demo_runs_every_stage_then_resumes(tmp_path):
     out = tmp_path / "demo"
     assert main(["demo", "--output_dir", str(out), *REDUCED]) == 0
     stages = json.loads((out / "demo.json").read_text())["stages_seconds"]
-    assert list(stages) == ["pretrain", "eval calibration (base)", "eval behaviour (base)", "sft",
-                            "eval behaviour (sft)", "eval calibration (sft)"]
+    assert [k for k in stages if not k.startswith("eval") and k != "report"] == STAGES
+    assert {"eval calibration (pretrain)", "eval behaviour_plain (pretrain)", "eval reward (reward)",
+            "eval gold (sft)", "eval gold (dpo)", "eval gold (ppo)", "eval gold (grpo)"} <= set(stages)
     assert all(isinstance(v, float) for v in stages.values())
+    assert (out / "report.html").stat().st_size > 10_000 and (out / "compare.csv").is_file()
+    for policy in ("dpo", "ppo", "grpo"):
+        evals = json.loads((out / policy / "eval.json").read_text())
+        assert {"behaviour_chat", "kl", "gold", "calibration"} <= set(evals)
     base_eval = json.loads((out / "pretrain" / "eval.json").read_text())
     for split in ("seen", "heldout"):
         cal = base_eval["calibration"][split]
@@ -31,7 +39,7 @@ def test_reduced_demo_runs_every_stage_then_resumes(tmp_path):
 
     assert main(["demo", "--output_dir", str(out), *REDUCED]) == 0  # everything complete: all skipped
     stages = json.loads((out / "demo.json").read_text())["stages_seconds"]
-    assert set(stages.values()) == {"skipped (complete)"}
+    assert {v for k, v in stages.items() if k != "report"} == {"skipped (complete)"}  # the report is rebuilt
 
 
 @pytest.mark.slow
