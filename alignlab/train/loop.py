@@ -83,6 +83,8 @@ class TrainingConfig(CommonConfig):
     bf16: bool = option(FAST_BF16, "bf16 autocast for forward/backward (fp32 master weights); "
                         "defaults to true only where bf16 runs in hardware (AMX, AVX512-BF16, CUDA)")
     device: str = option("auto", "cpu, cuda, or auto (cuda when available)")
+    report_to: str = option("none", "also send every metrics row to TensorBoard (events in output_dir/tensorboard; "
+                            "needs the tensorboard package)", ("none", "tensorboard"))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -154,6 +156,18 @@ def batch_indices(n_items: int, step: int, batch_size: int, seed: int) -> torch.
     return perm[idx]
 
 
+def tensorboard_writer(cfg: TrainingConfig, run: RunDir):
+    """A SummaryWriter into output_dir/tensorboard for `--report_to tensorboard`, else None."""
+    if getattr(cfg, "report_to", "none") != "tensorboard":
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise UsageError("--report_to tensorboard: the tensorboard package is not installed "
+                         "(pip install tensorboard)") from None
+    return SummaryWriter(log_dir=str(run.path / "tensorboard"))
+
+
 class TrainLoop:
     """Optimiser, schedule, logging, progress and checkpoints for one training run."""
 
@@ -175,6 +189,7 @@ class TrainLoop:
         if cfg.resume:
             self._load_latest_checkpoint()
         self.progress = ProgressBar(description, total_steps, enabled=not cfg.quiet, start=self.step)
+        self.tensorboard = tensorboard_writer(cfg, run)
 
     # --- the per-step API -------------------------------------------------------------------
     def remaining_steps(self) -> Iterator[int]:
@@ -217,14 +232,15 @@ class TrainLoop:
     def log(self, metrics: dict[str, float]) -> None:
         """An extra metrics row at the current step (e.g. held-out loss)."""
         row = {"step": self.step, "tokens_seen": self.tokens_seen, **{k: _to_float(v) for k, v in metrics.items()}}
-        self.run.append_metrics(row)
-        self.progress.update(self.step, row)
+        self._emit(row)
 
     def should(self, every: int) -> bool:
         return every > 0 and (self.step % every == 0 or self.step == self.total_steps)
 
     def finish(self) -> dict:
         self.progress.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
         return {"steps": self.step, "tokens_seen": self.tokens_seen, "train_seconds": round(self._train_seconds, 2),
                 "tokens_per_s": round(self.tokens_seen / max(self._train_seconds, 1e-9), 1)}
 
@@ -238,6 +254,15 @@ class TrainLoop:
         self._window_steps += 1
         self._window_tokens += tokens
 
+    def _emit(self, row: dict) -> None:
+        """One metrics row to metrics.jsonl, the progress bar and, if asked for, TensorBoard."""
+        self.run.append_metrics(row)
+        self.progress.update(self.step, row)
+        if self.tensorboard is not None:
+            for key, value in row.items():
+                if key != "step" and isinstance(value, int | float):
+                    self.tensorboard.add_scalar(key, value, self.step)
+
     def _flush_window(self, lr: float) -> None:
         elapsed = time.perf_counter() - self._window_start
         self._train_seconds += elapsed
@@ -245,8 +270,7 @@ class TrainLoop:
         row.update({k: _to_float(total) / count for k, (total, count) in self._window.items()})
         row["tokens_per_s"] = round(self._window_tokens / max(elapsed, 1e-9), 1)
         row["elapsed_s"] = round(self._train_seconds, 2)
-        self.run.append_metrics(row)
-        self.progress.update(self.step, row)
+        self._emit(row)
         self._window, self._window_steps, self._window_tokens = {}, 0, 0
         self._window_start = time.perf_counter()
 

@@ -81,3 +81,25 @@ def test_metrics_rows_and_checkpoint_pruning(tmp_path):
     assert [p.name for p in run.path.glob("checkpoint-*")] == ["checkpoint-7"]
     state = json.loads((run.path / "checkpoint-7" / "trainer_state.json").read_text())
     assert state["step"] == 7 and state["tokens_seen"] == 7 * 4 * T
+
+
+def test_report_to_tensorboard_writes_every_metrics_row_as_scalars(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(tmp_path / "run", 4, report_to="tensorboard")
+    rows = [json.loads(r) for r in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    loss = events.Scalars("loss")
+    assert [e.step for e in loss] == [r["step"] for r in rows]
+    assert [e.value for e in loss] == pytest.approx([r["loss"] for r in rows])
+
+
+def test_report_to_tensorboard_without_the_package_is_a_clear_error(tmp_path, monkeypatch):
+    import sys
+
+    from alignlab.errors import UsageError
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if not installed
+    with pytest.raises(UsageError, match="--report_to tensorboard: the tensorboard package is not installed"):
+        train(tmp_path / "run", 2, report_to="tensorboard")
