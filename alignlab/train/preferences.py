@@ -77,6 +77,8 @@ class PreferencesConfig(CommonConfig, RaterOptions):
     pairing: str = option("all", "pairs per prompt: every pair of the k, or disjoint pairs (0,1), (2,3), ...",
                           ("all", "disjoint"))
     heldout_fraction: float = option(0.1, "share of prompts whose pairs go to heldout.jsonl")
+    skip_ties: bool = option(False, "drop pairs the rater scores equally (a 'no preference' a labeller would mark "
+                             "instead of flipping a coin)")
     max_new_tokens: int = option(48, "tokens sampled per response")
     temperature: float = option(1.0, "sampling temperature of the responses")
     top_p: float = option(1.0, "nucleus sampling mass")
@@ -131,14 +133,18 @@ def index_pairs(k: int, pairing: str) -> list[tuple[int, int]]:
     return [(i, i + 1) for i in range(0, k - 1, 2)]
 
 
-def draw_pairs(probe, rated: list[dict], pairing: str, temperature: float, rnd) -> tuple[list[dict], int]:
-    """Preference records of one prompt, each winner drawn by Bradley-Terry; and how many identical pairs
-    were skipped (two equal responses say nothing about preference)."""
-    records, skipped = [], 0
+def draw_pairs(probe, rated: list[dict], pairing: str, temperature: float, rnd,
+               skip_ties: bool = False) -> tuple[list[dict], int, int]:
+    """Preference records of one prompt, each winner drawn by Bradley-Terry; how many identical pairs were
+    skipped (two equal responses say nothing about preference), and how many tied pairs (`skip_ties`)."""
+    records, skipped, ties = [], 0, 0
     for i, j in index_pairs(len(rated), pairing):
         a, b = rated[i], rated[j]
         if a["response"] == b["response"]:
             skipped += 1
+            continue
+        if skip_ties and a["score"] == b["score"]:
+            ties += 1
             continue
         p = preference_probability(a["score"], b["score"], temperature)
         a_wins = rnd.random() < p
@@ -152,7 +158,7 @@ def draw_pairs(probe, rated: list[dict], pairing: str, temperature: float, rnd) 
             "p_chosen": p if a_wins else 1.0 - p,
             "category": probe.category, "probe": probe.to_record(),
         })
-    return records, skipped
+    return records, skipped, ties
 
 
 def heldout_keys(keys: list[str], fraction: float, seed: int) -> set[str]:
@@ -240,17 +246,19 @@ def generate_pairs(cfg: PreferencesConfig, run: RunDir) -> tuple[list[dict], dic
                                  temperature=cfg.temperature, top_p=cfg.top_p, batch_size=cfg.batch_size,
                                  seed=cfg.seed)
     rnd = rng(cfg.seed, "preference-draws")
-    records, samples, skipped = [], [], 0
+    records, samples, skipped, ties = [], [], 0, 0
     for probe, texts in zip(probes, responses, strict=True):
         rated = rate(rater, probe, texts)
         samples += [{"probe": probe.to_record(), **r} for r in rated]
-        pairs, n_skipped = draw_pairs(probe, rated, cfg.pairing, rater.config.temperature, rnd)
+        pairs, n_skipped, n_ties = draw_pairs(probe, rated, cfg.pairing, rater.config.temperature, rnd,
+                                              cfg.skip_ties)
         records += pairs
         skipped += n_skipped
+        ties += n_ties
     atomic_write_jsonl(run.path / "samples.jsonl", samples)
     summary = {"source": "sampled", "model": cfg.model, "prompts": len(probes),
                "distinct_prompts": len({p.prompt for p in probes}), "responses": len(samples),
-               "skipped_identical_pairs": skipped, "rater": asdict(rater.config),
+               "skipped_identical_pairs": skipped, "skipped_tied_pairs": ties, "rater": asdict(rater.config),
                "mean_score_by_category": _mean_by_category(samples)}
     return records, summary
 

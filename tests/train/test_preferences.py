@@ -88,14 +88,23 @@ def test_bradley_terry_draw_by_hand():
     rated = [{"response": "good", "score": 1.0, "gold": 1.0}, {"response": "bad", "score": 0.0, "gold": -1.0},
              {"response": "good", "score": 1.0, "gold": 1.0}]
     p = 1 / (1 + math.exp(-1.0))  # 0.7311
-    records, skipped = draw_pairs(probe, rated, "all", 1.0, Fixed([0.5, 0.1]))
-    assert skipped == 1  # (0, 2) are the same text
+    records, skipped, ties = draw_pairs(probe, rated, "all", 1.0, Fixed([0.5, 0.1]))
+    assert skipped == 1 and ties == 0  # (0, 2) are the same text
     (r01, r12) = records  # pairs (0, 1) and (1, 2)
     assert r01["chosen"][0]["content"] == "good" and r01["p_chosen"] == pytest.approx(p)  # u=0.5 < p: a wins
     assert r12["chosen"][0]["content"] == "bad" and r12["p_chosen"] == pytest.approx(1 - p)  # u=0.1 < 1-p: a
     assert r12["gold_chosen"] == -1.0 and r12["score_rejected"] == 1.0
-    records, _ = draw_pairs(probe, rated, "all", 2.0, Fixed([0.0, 0.0]))
+    records, _, _ = draw_pairs(probe, rated, "all", 2.0, Fixed([0.0, 0.0]))
     assert records[0]["p_chosen"] == pytest.approx(1 / (1 + math.exp(-0.5)))  # temperature 2
+
+
+def test_skip_ties_drops_pairs_the_rater_scores_equally():
+    probe = Probe("quiz", "Q?", "A")
+    rated = [{"response": "a", "score": 1.0, "gold": 1.0}, {"response": "b", "score": 1.0, "gold": 1.0},
+             {"response": "c", "score": 0.0, "gold": 0.0}]
+    records, skipped, ties = draw_pairs(probe, rated, "all", 1.0, random.Random(0), skip_ties=True)
+    assert (skipped, ties, len(records)) == (0, 1, 2)  # (a, b) tie; (a, c) and (b, c) kept
+    assert all(r["score_chosen"] != r["score_rejected"] for r in records)
     assert index_pairs(4, "disjoint") == [(0, 1), (2, 3)] and len(index_pairs(4, "all")) == 6
 
 
