@@ -120,9 +120,9 @@ def _suite(cfg: DemoConfig, model: str, ref: str | None, reward_model: str | Non
                                num_threads=cfg.num_threads))
 
 
-def _timed(fn: Callable[[], object]) -> float:
+def _timed(fn: Callable[..., object], *args) -> float:
     tick = time.perf_counter()
-    fn()
+    fn(*args)
     return round(time.perf_counter() - tick, 1)
 
 
@@ -141,7 +141,7 @@ def run_demo(cfg: DemoConfig) -> dict:
             _announce(cfg, f"[{i}/{len(plan)}] {stage.name}")
             # An interrupted training stage continues from its last checkpoint; stale inputs start it again.
             restart = {"overwrite": True, "resume": False} if stale else {"overwrite": False, "resume": True}
-            timings[stage.name] = _timed(lambda: stage.run(restart if stage.resumable else {}))
+            timings[stage.name] = _timed(stage.run, restart if stage.resumable else {})
             fresh.add(stage.name)
         for key, fn in stage.evals:
             label = f"eval {key} ({stage.name})"
@@ -150,7 +150,7 @@ def run_demo(cfg: DemoConfig) -> dict:
                 timings[label] = _timed(fn)
             else:
                 timings[label] = "skipped (complete)"
-    timings["report"] = _timed(lambda: _report(cfg, [str(root / s.name) for s in plan]))
+    timings["report"] = _timed(_report, cfg, [str(root / s.name) for s in plan])
     summary = {"stages_seconds": timings,
                "total_seconds": round(sum(v for v in timings.values() if isinstance(v, float)), 1)}
     atomic_write_json(root / "demo.json", summary)

@@ -117,7 +117,10 @@ def reward_kl_figure(points: dict[str, dict], curves: dict[str, dict]):
     for label, p in points.items():
         ax.errorbar([p["kl"]], [p["gold"]], yerr=[[p["err"] or 0]], fmt=p["marker"], color=p["colour"],
                     mfc="white" if p["marker"] == "D" else p["colour"], capsize=3, label=label)
-    ax.set_xlabel("KL(π ‖ π_ref), nats per sequence")
+    kls = [p["kl"] for p in points.values()] + [r["kl"] for c in curves.values() for r in c["rows"]]
+    if kls and max(kls) > 20:  # SFT sits ~100x further from the base than preference tuning from SFT
+        ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlabel("KL(π ‖ π_ref), nats per sequence" + (" (linear below 1, log above)" if kls and max(kls) > 20 else ""))
     ax.set_ylabel("gold reward (rater taste units)")
     ax.set_title("reward vs KL frontier")
     ax.grid(alpha=0.3)

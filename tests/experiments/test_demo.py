@@ -44,7 +44,7 @@ def test_reduced_demo_runs_every_stage_then_resumes(tmp_path):
 
 @pytest.mark.slow
 def test_full_demo_meets_its_calibration_figures(tmp_path):
-    """The default demo (≈ 15 minutes on 2 cores): the base model's seen-phrasing calibration is near truth."""
+    """The default demo (≈ 17 minutes on 2 cores): the base model's seen-phrasing calibration is near truth."""
     out = tmp_path / "demo"
     assert main(["demo", "--output_dir", str(out), "--quiet"]) == 0
     seen = json.loads((out / "pretrain" / "eval.json").read_text())["calibration"]["seen"]
