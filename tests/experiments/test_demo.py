@@ -49,3 +49,17 @@ def test_full_demo_meets_its_calibration_figures(tmp_path):
     assert main(["demo", "--output_dir", str(out), "--quiet"]) == 0
     seen = json.loads((out / "pretrain" / "eval.json").read_text())["calibration"]["seen"]
     assert seen["ece"] <= 0.02 and seen["mae"] <= 0.03  # measured 0.010 / 0.022 (README)
+
+
+def test_pipeline_eta_scales_the_stages_left_by_the_pace_so_far(monkeypatch):
+    from alignlab.experiments import demo
+
+    now = [0.0]
+    monkeypatch.setattr(demo.time, "perf_counter", lambda: now[0])
+    clock = demo.PipelineClock(demo.DemoConfig(pretrain_steps=300), ["pretrain", "sft", "dpo"])
+    assert clock.expected["pretrain"] == demo.MEASURED_SECONDS["pretrain"] / 2  # half the steps
+    assert clock.line(["sft"]).endswith(f"about {demo.MEASURED_SECONDS['sft'] / 60:.1f} min to go")
+    now[0] = 2 * clock.expected["pretrain"]  # pretraining took twice what was measured
+    clock.ran("pretrain", now[0])
+    expected = 2 * (demo.MEASURED_SECONDS["sft"] + demo.MEASURED_SECONDS["dpo"]) / 60
+    assert clock.line(["sft", "dpo"]) == f"{now[0] / 60:.1f} min elapsed, about {expected:.1f} min to go"
