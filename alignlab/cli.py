@@ -70,6 +70,10 @@ COMMANDS: dict[str, Command] = {
                                 "exact and sampled fact frequencies of a model against the world's truth"),
     "eval reward": Command("alignlab.evals.reward:run_reward_eval", "alignlab.evals.reward:RewardEvalConfig",
                            "reward model: pairwise accuracy, margin, calibration, Spearman vs gold, bias probes"),
+    "eval implicit_reward": Command("alignlab.evals.implicit_reward:run_implicit_reward",
+                                    "alignlab.evals.implicit_reward:ImplicitRewardConfig",
+                                    "DPO's implicit reward beta*log(pi/pi_ref) on a preference file: accuracy, "
+                                    "correlation with gold"),
     "eval gold": Command("alignlab.evals.gold:run_gold", "alignlab.evals.gold:GoldConfig",
                          "gold-rater reward of a policy's answers, and its win rate against a baseline model"),
     "eval behaviour": Command("alignlab.evals.behaviour:run_behaviour", "alignlab.evals.behaviour:BehaviourConfig",
