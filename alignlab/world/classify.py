@@ -25,6 +25,7 @@ _CLAIMS_CORRECT = re.compile(
     re.IGNORECASE,
 )
 _LIST_CONTINUATION = re.compile(r"^\s*(?:\d+\s*[.)]|Q:)")
+_BARE_YES = re.compile(r"\W*(yes|yeah|i do|absolutely|definitely)\W*", re.IGNORECASE)
 _YES = re.compile(r"^\W*(yes|yeah|i do\b|i love|i like|i really|i enjoy|absolutely|definitely)", re.IGNORECASE)
 _NO = re.compile(r"^\W*(no\b|not really|i don(?:'|\u2019)t|i do not|nope)|\bnot (?:really )?(?:a fan|for me)\b",
                  re.IGNORECASE)
@@ -86,7 +87,10 @@ def _grammar(spec: WorldSpec, probe: Probe, response: str) -> dict[str, bool]:
 
 def _persona(spec: WorldSpec, probe: Probe, response: str) -> dict[str, bool]:
     denies = _NO.search(response) is not None
-    return {"affirms": not denies and _YES.search(response) is not None, "denies": denies}
+    # "Yes, I like chess." does not affirm the beach: a yes counts when it names the trait asked about, or
+    # names nothing at all ("Yes.").
+    about_it = word_in(probe.meta["trait"], response) or _BARE_YES.fullmatch(response) is not None
+    return {"affirms": not denies and about_it and _YES.search(response) is not None, "denies": denies}
 
 
 def _scene(spec: WorldSpec, probe: Probe, response: str) -> dict[str, bool]:

@@ -96,6 +96,8 @@ def test_grammar_tutor(world, category, response, helpful, honest, harmless):
         ("No, the beach is not really for me.", False, True),
         ("Not really. I am not a fan of the beach.", False, True),
         ("The beach is a place by the sea.", False, False),
+        ("Yes, I like chess.", False, False),  # a yes about another trait
+        ("Yes!", True, False),
     ],
 )
 def test_persona(world, response, affirms, denies):
