@@ -13,13 +13,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from alignlab.config import CommonConfig, option
 from alignlab.evals import metrics
+from alignlab.evals.sampling import sample_answers
 from alignlab.evals.store import write_eval
-from alignlab.generation import SamplingConfig, generate_text
-from alignlab.models import load_causal_lm, load_tokenizer, stop_token_ids
+from alignlab.models import load_causal_lm, load_tokenizer
 from alignlab.train.loop import seed_everything, set_threads
 
 
@@ -36,13 +34,6 @@ class BehaviourConfig(CommonConfig):
     temperature: float = option(0.7, "sampling temperature")
     batch_size: int = option(64, "prompts sampled together")
     examples_kept: int = option(3, "responses kept per category for the report")
-
-
-def render_prompt(tokenizer, text: str, prompt_format: str) -> str:
-    if prompt_format == "chat":
-        return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                             add_generation_prompt=True)
-    return text + "\n"
 
 
 def rates(labels: list[dict[str, bool]]) -> dict[str, dict]:
@@ -69,14 +60,9 @@ def run_behaviour(cfg: BehaviourConfig) -> dict:
     world = load_world(cfg.world)
     probes = world.behaviour_probes(split=cfg.split, seed=cfg.seed, n_per_category=cfg.prompts_per_category)
     jobs = [p for p in probes for _ in range(cfg.samples_per_prompt)]
-    prompts = [render_prompt(tokenizer, p.prompt, cfg.prompt_format) for p in jobs]
-    sampling = SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, do_sample=True,
-                              stop_token_ids=stop_token_ids(tokenizer), seed=cfg.seed)
-    # A plain prompt's answer ends at the line break; a chat answer at <|end|> (a stop token).
-    stops = ("\n",) if cfg.prompt_format == "plain" else ()
-    with torch.inference_mode():
-        responses = generate_text(model, tokenizer, prompts, sampling, cfg.batch_size, stops,
-                                  add_special_tokens=cfg.prompt_format == "plain")
+    responses = sample_answers(model, tokenizer, [p.prompt for p in jobs], cfg.prompt_format,
+                               max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, seed=cfg.seed,
+                               batch_size=cfg.batch_size)
     by_category: dict[str, list] = defaultdict(list)
     examples: dict[str, list] = defaultdict(list)
     for probe, response in zip(jobs, responses, strict=True):

@@ -12,7 +12,6 @@ answer by its tastes alone (no biases: the gold score is what a proxy reward mod
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,9 +58,11 @@ def win_rate(model_scores, baseline_scores) -> dict:
 
 
 def mean_with_interval(values) -> dict:
-    v = np.asarray(values, dtype=float)
-    half = 1.96 * v.std(ddof=1) / math.sqrt(len(v)) if len(v) > 1 else float("nan")
-    return {"mean": float(v.mean()), "ci95": [float(v.mean() - half), float(v.mean() + half)], "n": len(v)}
+    """{"mean", "ci95", "n"}: the normal 95% interval mean ± 1.96 standard errors (None below two values)."""
+    m = metrics.mean_with_stderr(values)
+    se = m["stderr"]
+    return {"mean": m["mean"], "ci95": None if se is None else [m["mean"] - 1.96 * se, m["mean"] + 1.96 * se],
+            "n": m["n"]}
 
 
 def gold_scores(world, rater, model_dir: str, probes: list, cfg: GoldConfig) -> list[list[float]]:

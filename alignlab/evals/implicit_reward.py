@@ -47,13 +47,9 @@ def summarise(chosen: np.ndarray, rejected: np.ndarray, gold: dict | None) -> di
            "margin": float(np.mean(chosen - rejected)), "reward_mean": float(np.mean(np.r_[chosen, rejected]))}
     if gold is not None:
         both, truth = np.r_[chosen, rejected], np.r_[gold["gold_chosen"], gold["gold_rejected"]]
-        out["pearson_gold"] = _finite(metrics.pearson(both, truth))
-        out["spearman_gold"] = _finite(metrics.spearman(both, truth))
+        out["pearson_gold"] = metrics.finite_or_none(metrics.pearson(both, truth))
+        out["spearman_gold"] = metrics.finite_or_none(metrics.spearman(both, truth))
     return out
-
-
-def _finite(x: float) -> float | None:
-    return float(x) if np.isfinite(x) else None  # constant inputs have no correlation; JSON has no NaN
 
 
 def run_implicit_reward(cfg: ImplicitRewardConfig) -> dict:

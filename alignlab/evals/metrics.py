@@ -115,6 +115,18 @@ def brier_truth(q: Iterable[float], p: Iterable[float]) -> float:
     return float(np.mean((_probabilities(q) - _probabilities(p, "p")) ** 2))
 
 
+def finite_or_none(x: float) -> float | None:
+    """x, or None for NaN/inf: JSON has no NaN, and a correlation of constant inputs is undefined."""
+    return float(x) if math.isfinite(x) else None
+
+
+def mean_with_stderr(values) -> dict:
+    """{"mean", "stderr", "n"}; the standard error is None for fewer than two values."""
+    x = np.asarray(values, dtype=np.float64)
+    stderr = float(x.std(ddof=1) / math.sqrt(x.size)) if x.size > 1 else None
+    return {"mean": float(x.mean()), "stderr": stderr, "n": int(x.size)}
+
+
 def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion (Wilson 1927); 95% by default.
 

@@ -26,8 +26,8 @@ import torch
 from torch import Tensor
 
 from alignlab.config import CommonConfig, option
-from alignlab.evals.behaviour import rates, render_prompt
-from alignlab.evals.sampling import PROMPT_FORMATS, sample_answers
+from alignlab.evals.behaviour import rates
+from alignlab.evals.sampling import PROMPT_FORMATS, render_prompt, sample_answers
 from alignlab.evals.store import write_eval
 from alignlab.generation import score_continuations
 from alignlab.models import load_causal_lm, load_tokenizer

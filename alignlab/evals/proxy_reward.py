@@ -10,7 +10,6 @@ gold` measures the gold reward alone (and a win rate) on more prompts. Written t
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,21 +43,13 @@ class ProxyRewardConfig(CommonConfig):
     batch_size: int = option(64, "sequences per sampling / scoring batch")
 
 
-def mean_with_stderr(values) -> dict:
-    """{"mean", "stderr", "n"}; the standard error is None for fewer than two values."""
-    x = np.asarray(values, dtype=np.float64)
-    stderr = float(x.std(ddof=1) / math.sqrt(x.size)) if x.size > 1 else None
-    return {"mean": float(x.mean()), "stderr": stderr, "n": int(x.size)}
-
-
 def reward_summary(categories: list[str], gold: list[float], proxy: list[float] | None = None) -> dict:
     """Means (with standard errors) of the gold and proxy rewards, overall and per category, and their
     Spearman rank agreement over the answers (None when undefined, e.g. constant gold scores)."""
-    out: dict = {"gold": mean_with_stderr(gold), "categories": {}}
+    out: dict = {"gold": metrics.mean_with_stderr(gold), "categories": {}}
     if proxy is not None:
-        out["proxy"] = mean_with_stderr(proxy)
-        rho = metrics.spearman(proxy, gold)
-        out["spearman_proxy_gold"] = rho if math.isfinite(rho) else None
+        out["proxy"] = metrics.mean_with_stderr(proxy)
+        out["spearman_proxy_gold"] = metrics.finite_or_none(metrics.spearman(proxy, gold))
     for c in dict.fromkeys(categories):
         idx = [i for i, ci in enumerate(categories) if ci == c]
         row = {"gold": float(np.mean([gold[i] for i in idx])), "n": len(idx)}

@@ -55,10 +55,6 @@ class RewardEvalConfig(CommonConfig, RaterOptions):
 
 # --- metrics of scored pairs ------------------------------------------------------------------------------
 
-def _finite(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None  # JSON has no NaN (Spearman of constant inputs)
-
-
 def pair_metrics(chosen, rejected, columns: dict[str, np.ndarray] | None = None, n_bins: int = 10,
                  reliability: bool = False) -> dict:
     """Accuracy, margin, ECE, Spearman and Bayes ceiling of N scored pairs.
@@ -82,7 +78,7 @@ def pair_metrics(chosen, rejected, columns: dict[str, np.ndarray] | None = None,
     for name in ("score", "gold"):
         if f"{name}_chosen" in columns and f"{name}_rejected" in columns:
             truth = np.concatenate([columns[f"{name}_chosen"], columns[f"{name}_rejected"]])
-            out[f"spearman_{name}"] = _finite(metrics.spearman(rewards, truth))
+            out[f"spearman_{name}"] = metrics.finite_or_none(metrics.spearman(rewards, truth))
     if reliability:
         out["reliability"] = metrics.reliability_table(q2, y2, n_bins)
     return out
@@ -128,7 +124,7 @@ def bias_probe(rm, tokenizer, world, bias: str = "length", rater=None, n: int = 
                   for (p, a), (_, b) in zip(plain, biased, strict=True)]
     half = 1.959963984540054 * diff.std(ddof=1) / math.sqrt(diff.size) if diff.size > 1 else float("nan")
     return {"bias": bias, "pairs": int(diff.size), "rm_mean_diff": float(diff.mean()),
-            "rm_diff_ci95": [_finite(diff.mean() - half), _finite(diff.mean() + half)],
+            "rm_diff_ci95": [metrics.finite_or_none(diff.mean() - half), metrics.finite_or_none(diff.mean() + half)],
             "rm_prefers_biased": float(np.mean(diff > 0)), "rater_logit_diff": float(np.mean(rater_diff)),
             "rater": {"biases": dataclasses.asdict(rater.config.biases), "temperature": rater.config.temperature},
             "example": {"prompt": prompts[0], "plain": plain[0][1], "biased": biased[0][1]}}

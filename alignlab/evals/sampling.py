@@ -11,18 +11,24 @@ from collections.abc import Sequence
 
 import torch
 
-from alignlab.evals.behaviour import render_prompt
 from alignlab.generation import SamplingConfig, generate_text
 from alignlab.models import stop_token_ids
 
 PROMPT_FORMATS = ("chat", "plain")
 
 
+def render_prompt(tokenizer, text: str, prompt_format: str) -> str:
+    if prompt_format == "chat":
+        return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                             add_generation_prompt=True)
+    return text + "\n"
+
+
 def sample_answers(model, tokenizer, prompts: Sequence[str], prompt_format: str, *, max_new_tokens: int,
-                   temperature: float, seed: int, batch_size: int) -> list[str]:
+                   temperature: float, seed: int, batch_size: int, top_p: float = 1.0) -> list[str]:
     """One sampled answer per entry of `prompts` (repeat a prompt for several), in order."""
     rendered = [render_prompt(tokenizer, p, prompt_format) for p in prompts]
-    sampling = SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature, do_sample=True,
+    sampling = SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, do_sample=True,
                               stop_token_ids=stop_token_ids(tokenizer), seed=seed)
     stops = ("\n",) if prompt_format == "plain" else ()
     with torch.inference_mode():

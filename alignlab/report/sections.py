@@ -76,8 +76,8 @@ def _reference_point(run: Run, colour: str) -> dict | None:
     base = dig(run.eval, "gold.baseline")
     if not base or base.get("model") != dig(run.eval, "kl.ref_model") or _eval_point(run, colour) is None:
         return None
-    overall = base["gold_reward"]["overall"]
-    return {"kl": 0.0, "gold": overall["mean"], "err": (overall["ci95"][1] - overall["ci95"][0]) / 2,
+    overall, ci = base["gold_reward"]["overall"], base["gold_reward"]["overall"]["ci95"]
+    return {"kl": 0.0, "gold": overall["mean"], "err": (ci[1] - ci[0]) / 2 if ci else None,
             "colour": colour, "marker": "D"}
 
 

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from alignlab.config import option
 from alignlab.errors import UsageError
-from alignlab.models import count_parameters, load_tokenizer, save_model
+from alignlab.models import count_parameters, save_model
 from alignlab.objectives.kl import KL_ESTIMATORS
 from alignlab.objectives.online import masked_sequence_sum
 from alignlab.objectives.rl import (
@@ -192,19 +192,13 @@ def check_config(cfg: GroupConfig) -> int:
 
 
 def run_group(cfg: GroupConfig) -> dict:
-    from alignlab.world import load_world
-
     spr = check_config(cfg)
     run = RunDir.claim(cfg.output_dir, cfg.overwrite, cfg.resume)
     set_threads(cfg.num_threads)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
-    tokenizer = load_tokenizer(cfg.model_name_or_path)
-    world = load_world(cfg.world)
     policy = online.load_policy(cfg, device)
-    prompts = online.load_prompts(cfg, tokenizer, world, policy.config.max_position_embeddings)
-    rewarder = online.Rewarder(cfg, tokenizer, world, device)
-    rewarder.check(prompts, cfg)
+    tokenizer, prompts, rewarder = online.rollout_inputs(cfg, policy, device)
     reference = Reference(cfg, policy, device) if cfg.beta != 0 else None
     rows, accum, g = cfg.rollout_rows(), cfg.gradient_accumulation_steps, cfg.num_generations
     total = total_steps(cfg, math.ceil(len(prompts.ids) * g / rows) * spr * accum)

@@ -23,7 +23,6 @@ import logging
 import math
 import random
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -45,33 +44,23 @@ from alignlab.train.loop import (
 )
 from alignlab.train.lora import LoraOptions, finalise_lora
 from alignlab.train.preference import collate_rows, completion_logps, load_policy, require_prompts
-from alignlab.train.ref_cache import CACHE_NAME, reference_logps, rows_digest
+from alignlab.train.ref_cache import ReferenceOptions, reference_logps, rows_digest
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class KtoConfig(TrainingConfig, LoraOptions):
+class KtoConfig(TrainingConfig, LoraOptions, ReferenceOptions):
     output_dir: str = option("runs/kto", "run directory: config, metrics, reference cache, the model")
     model_name_or_path: str = option("runs/sft", "local model directory to start from (usually the SFT model)")
-    ref_model_name_or_path: str | None = option(
-        None, "reference model directory; default: the starting model (with LoRA: the adapter disabled)")
     dataset: str | None = option(None, "unpaired preference file in TRL format (prompt, completion, label)")
     beta: float = option(0.1, "KL strength beta")
     desirable_weight: float = option(1.0, "lambda_D, the weight of desirable examples")
     undesirable_weight: float = option(1.0, "lambda_U, the weight of undesirable examples")
-    max_prompt_length: int = option(128, "longest tokenized prompt")
-    max_completion_length: int = option(128, "longest tokenized completion")
-    truncation: str = option("error", "a longer prompt/completion: error, or keep the prompt's end and the "
-                             "completion's start", ("error", "truncate"))
-    ref_cache: str | None = option(None, f"reference log-prob cache file; default <output_dir>/{CACHE_NAME}")
-    precompute_ref_batch_size: int = option(8, "examples per forward in the one-off reference pass (more = faster, more memory)")
     learning_rate: float = option(1e-4, "peak learning rate")
     weight_decay: float = option(0.0, "AdamW weight decay (TRL's default 0)")
     per_device_train_batch_size: int = option(8, "examples per micro-batch (> 1: z0 is a batch mean)")
     logging_steps: int = option(10, "write a metrics.jsonl row every N steps")
-    gradient_checkpointing: bool = option(
-        False, "recompute each layer's activations in backward: less memory, about a third more compute")
 
 
 def mismatched_partners(prompts: list[list[int]], seed: int) -> list[int]:
@@ -149,7 +138,7 @@ def kto_reference(cfg: KtoConfig, model, data: UnpairedData, pad_id: int) -> tup
 
     tensors, hit = reference_logps(
         model, model_dir=cfg.model_name_or_path, ref_dir=cfg.ref_model_name_or_path,
-        cache_path=cfg.ref_cache or Path(cfg.output_dir) / CACHE_NAME, digest=data.digest(), n_items=len(data),
+        cache_path=cfg.ref_cache_path(), digest=data.digest(), n_items=len(data),
         batch_size=cfg.precompute_ref_batch_size, score_batch=score, bf16=cfg.bf16,
         meta={"dataset": str(cfg.dataset), "kind": "unpaired"})
     return tensors, "cache hit" if hit else "computed"

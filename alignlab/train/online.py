@@ -98,6 +98,20 @@ def check_shared_options(cfg: OnlineConfig, steps_per_rollout: int) -> None:
     reward_source(cfg)
 
 
+def rollout_inputs(cfg: OnlineConfig, policy, device: torch.device):
+    """The tokenizer, the prompts (each with room for max_new_tokens) and the rewarder of a run, checked
+    against each other: what every online stage sets up before its loop."""
+    from alignlab.models import load_tokenizer
+    from alignlab.world import load_world
+
+    tokenizer = load_tokenizer(cfg.model_name_or_path)
+    world = load_world(cfg.world)
+    prompts = load_prompts(cfg, tokenizer, world, policy.config.max_position_embeddings)
+    rewarder = Rewarder(cfg, tokenizer, world, device)
+    rewarder.check(prompts, cfg)
+    return tokenizer, prompts, rewarder
+
+
 def load_policy(cfg: OnlineConfig, device: torch.device):
     """The model to train: the starting model, LoRA-wrapped with --use_peft."""
     model = load_causal_lm(cfg.model_name_or_path).to(device)

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from alignlab.config import option
 from alignlab.errors import UsageError
-from alignlab.models import count_parameters, load_tokenizer, save_model
+from alignlab.models import count_parameters, save_model
 from alignlab.objectives.kl import KL_ESTIMATORS
 from alignlab.objectives.online import adaptive_kl_coef, explained_variance, masked_sequence_sum
 from alignlab.objectives.rl import (
@@ -195,19 +195,13 @@ def check_config(cfg: PpoConfig) -> int:
 
 
 def run_ppo(cfg: PpoConfig) -> dict:
-    from alignlab.world import load_world
-
     spr = check_config(cfg)
     run = RunDir.claim(cfg.output_dir, cfg.overwrite, cfg.resume)
     set_threads(cfg.num_threads)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
-    tokenizer = load_tokenizer(cfg.model_name_or_path)
-    world = load_world(cfg.world)
     ac = build_actor_critic(cfg, device)
-    prompts = online.load_prompts(cfg, tokenizer, world, ac.policy.config.max_position_embeddings)
-    rewarder = online.Rewarder(cfg, tokenizer, world, device)
-    rewarder.check(prompts, cfg)
+    tokenizer, prompts, rewarder = online.rollout_inputs(cfg, ac.policy, device)
     reference = Reference(cfg, ac.policy, device)
     rows, accum = cfg.rollout_rows(), cfg.gradient_accumulation_steps
     total = total_steps(cfg, math.ceil(len(prompts.ids) / rows) * spr * accum)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -59,35 +58,25 @@ from alignlab.train.loop import (
     total_steps,
 )
 from alignlab.train.lora import LoraOptions, apply_lora, finalise_lora
-from alignlab.train.ref_cache import CACHE_NAME, reference_logps, rows_digest
+from alignlab.train.ref_cache import ReferenceOptions, reference_logps, rows_digest
 
 
 @dataclass
-class DpoConfig(TrainingConfig, LoraOptions):
+class DpoConfig(TrainingConfig, LoraOptions, ReferenceOptions):
     stage: ClassVar[str] = "dpo"
 
     output_dir: str = option("runs/dpo", "run directory: config, metrics, reference cache, the model")
     model_name_or_path: str = option("runs/sft", "local model directory to start from (usually the SFT model)")
-    ref_model_name_or_path: str | None = option(
-        None, "reference model directory; default: the starting model (with LoRA: the adapter disabled)")
     dataset: str | None = option(None, "preference file in TRL format (.jsonl/.json/.parquet or datasets dir)")
     loss_type: str = option("sigmoid", "preference loss (objectives.preference.LOSSES)", tuple(LOSSES))
     beta: float = option(0.1, "KL strength: DPO's beta (IPO's tau, ORPO's lambda, SimPO's reward scale)")
     label_smoothing: float = option(0.0, "assumed label-flip rate for cdpo and robust")
     rpo_alpha: float = option(1.0, "weight of the chosen NLL term in rpo")
     simpo_gamma: float = option(0.5, "target reward margin of simpo")
-    max_prompt_length: int = option(128, "longest tokenized prompt")
-    max_completion_length: int = option(128, "longest tokenized chosen/rejected completion")
-    truncation: str = option("error", "a longer prompt/completion: error, or keep the prompt's end and the "
-                             "completion's start", ("error", "truncate"))
-    ref_cache: str | None = option(None, f"reference log-prob cache file; default <output_dir>/{CACHE_NAME}")
-    precompute_ref_batch_size: int = option(8, "pairs per forward in the one-off reference pass (more = faster, more memory)")
     learning_rate: float = option(1e-4, "peak learning rate (TRL's 1e-6 barely moves a 5M-parameter model)")
     weight_decay: float = option(0.0, "AdamW weight decay (TRL's default 0)")
     per_device_train_batch_size: int = option(8, "pairs per micro-batch (2x rows in the forward)")
     logging_steps: int = option(10, "write a metrics.jsonl row every N steps")
-    gradient_checkpointing: bool = option(
-        False, "recompute each layer's activations in backward: less memory, about a third more compute")
 
 
 @dataclass
@@ -221,7 +210,7 @@ def pair_reference(cfg: DpoConfig, model, examples, pad_id: int) -> tuple[dict |
                           "rejected": [e.rejected_ids for e in examples]})
     tensors, hit = reference_logps(
         model, model_dir=cfg.model_name_or_path, ref_dir=cfg.ref_model_name_or_path,
-        cache_path=cfg.ref_cache or Path(cfg.output_dir) / CACHE_NAME, digest=digest, n_items=len(examples),
+        cache_path=cfg.ref_cache_path(), digest=digest, n_items=len(examples),
         batch_size=cfg.precompute_ref_batch_size, score_batch=score, bf16=cfg.bf16,
         meta={"dataset": str(cfg.dataset), "kind": "pairs"})
     return tensors, "cache hit" if hit else "computed"

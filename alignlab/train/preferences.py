@@ -27,7 +27,6 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import torch
 
 from alignlab.config import CommonConfig, option
 from alignlab.data import PREFERENCE_KINDS, load_dataset, split_preference
@@ -103,17 +102,14 @@ def world_prompts(world, cfg) -> list:
 def sample_responses(model_dir: str, probes: list, k: int, *, max_new_tokens: int, temperature: float,
                      top_p: float = 1.0, batch_size: int = 64, seed: int = 0) -> list[list[str]]:
     """k responses per probe from the model under its chat template, each cut at <|end|>."""
-    from alignlab.evals.behaviour import render_prompt
-    from alignlab.generation import SamplingConfig, generate_text
-    from alignlab.models import load_causal_lm, load_tokenizer, stop_token_ids
+    from alignlab.evals.sampling import sample_answers
+    from alignlab.models import load_causal_lm, load_tokenizer
 
     model = load_causal_lm(model_dir, what="--model").eval()
     tokenizer = load_tokenizer(model_dir, what="--model")
-    prompts = [render_prompt(tokenizer, p.prompt, "chat") for p in probes for _ in range(k)]
-    sampling = SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                              stop_token_ids=stop_token_ids(tokenizer), seed=seed)
-    with torch.inference_mode():
-        flat = generate_text(model, tokenizer, prompts, sampling, batch_size, add_special_tokens=False)
+    flat = sample_answers(model, tokenizer, [p.prompt for p in probes for _ in range(k)], "chat",
+                          max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
+                          batch_size=batch_size)
     return [flat[i * k: (i + 1) * k] for i in range(len(probes))]
 
 

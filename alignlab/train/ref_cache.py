@@ -28,12 +28,14 @@ import io
 import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from alignlab.config import option
 from alignlab.errors import UsageError
 from alignlab.io import atomic_write_bytes
 
@@ -44,6 +46,27 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 log = logging.getLogger(__name__)
 
 ScoreBatch = Callable[[torch.nn.Module, Tensor], dict[str, Tensor]]
+
+
+@dataclass
+class ReferenceOptions:
+    """What the offline objectives with a reference (DPO family, KTO) share: the reference, its cache, and
+    the lengths the one-off reference pass and the training forward agree on."""
+
+    ref_model_name_or_path: str | None = option(
+        None, "reference model directory; default: the starting model (with LoRA: the adapter disabled)")
+    max_prompt_length: int = option(128, "longest tokenized prompt")
+    max_completion_length: int = option(128, "longest tokenized completion")
+    truncation: str = option("error", "a longer prompt/completion: error, or keep the prompt's end and the "
+                             "completion's start", ("error", "truncate"))
+    ref_cache: str | None = option(None, f"reference log-prob cache file; default <output_dir>/{CACHE_NAME}")
+    precompute_ref_batch_size: int = option(8, "rows per forward in the one-off reference pass "
+                                               "(more = faster, more memory)")
+    gradient_checkpointing: bool = option(
+        False, "recompute each layer's activations in backward: less memory, about a third more compute")
+
+    def ref_cache_path(self) -> Path:
+        return Path(self.ref_cache) if self.ref_cache else Path(self.output_dir) / CACHE_NAME
 
 
 def model_fingerprint(model_dir: str | Path) -> dict:

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from alignlab.cli import main
-from alignlab.evals.proxy_reward import mean_with_stderr, reward_summary
+from alignlab.evals.metrics import mean_with_stderr
+from alignlab.evals.proxy_reward import reward_summary
 from alignlab.models import build_model, save_model
 from alignlab.models.reward_model import build_reward_model
 
