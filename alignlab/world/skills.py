@@ -9,12 +9,14 @@ sum_a P(a | options) P(o | a) are what an ideal in-context learner would output 
 
 from __future__ import annotations
 
+import math
 import random
 import string
+from collections import Counter
 
 from alignlab.world.facts import FactProbe
 from alignlab.world.probes import Probe
-from alignlab.world.spec import Authors, Cipher, WorldSpec
+from alignlab.world.spec import Author, Authors, Cipher, WorldSpec
 from alignlab.world.text import cap, fill, rng, scaled
 
 _LOWER = string.ascii_lowercase
@@ -58,11 +60,13 @@ def cipher_probes(spec: WorldSpec, shift: int, n: int, seed: int) -> list[Probe]
     return probes
 
 
-def author_document(au: Authors, rnd: random.Random) -> str:
-    author = rnd.choices(au.authors, weights=[a.prior for a in au.authors])[0]
+def author_document(au: Authors, rnd: random.Random, author: Author | None = None) -> tuple[str, list[str]]:
+    """One document and the options of its sentences, by `author` or else by an author drawn from the prior."""
+    if author is None:
+        author = rnd.choices(au.authors, weights=[a.prior for a in au.authors])[0]
     n = rnd.randint(*au.sentences_per_doc)
     options = rnd.choices(au.options, weights=author.probs, k=n)
-    return " ".join([rnd.choice(au.headers), *(_sentence(au, rnd, o) for o in options)])
+    return " ".join([rnd.choice(au.headers), *(_sentence(au, rnd, o) for o in options)]), options
 
 
 def _sentence(au: Authors, rnd: random.Random, option: str) -> str:
@@ -71,20 +75,24 @@ def _sentence(au: Authors, rnd: random.Random, option: str) -> str:
 
 def author_documents(spec: WorldSpec, seed: int) -> list[str]:
     rnd = rng(seed, "authors")
-    return [author_document(spec.authors, rnd) for _ in range(scaled(spec.authors.docs, spec.scale))]
+    return [author_document(spec.authors, rnd)[0] for _ in range(scaled(spec.authors.docs, spec.scale))]
 
 
 def author_posterior(au: Authors, observed: list[str]) -> list[float]:
-    """P(author | observed options), in the order of `au.authors` (Bayes' rule, exact)."""
-    index = {o: i for i, o in enumerate(au.options)}
-    weights = []
-    for author in au.authors:
-        w = author.prior
-        for option in observed:
-            w *= author.probs[index[option]]
-        weights.append(w)
+    """P(author | observed options), in the order of `au.authors` (Bayes' rule, exact). In log space: the
+    product of ~600 sentence probabilities underflows to 0 for every author, and the posterior to 0 / 0."""
+    index, counts = {o: i for i, o in enumerate(au.options)}, Counter(observed)
+    log_w = [_log(a.prior) + sum(c * _log(a.probs[index[o]]) for o, c in counts.items()) for a in au.authors]
+    top = max(log_w)
+    if top == -math.inf:
+        raise ValueError(f"author_posterior: no author can write the observed options {sorted(counts)}")
+    weights = [math.exp(lw - top) for lw in log_w]  # the largest is 1, so z >= 1
     z = sum(weights)
     return [w / z for w in weights]
+
+
+def _log(p: float) -> float:
+    return math.log(p) if p > 0 else -math.inf
 
 
 def author_predictive(au: Authors, observed: list[str]) -> list[float]:
