@@ -262,17 +262,10 @@ def verdict(diff: dict, capped: bool) -> str:
     return "matches"
 
 
-def _clipped(iv: dict, lo: float, hi: float) -> dict:
-    """A t-interval of a bounded quantity, cut to its range (three seeds give wide t-intervals)."""
-    if iv["mean"] is None:
-        return iv
-    return {**iv, "lo": max(iv["lo"], lo), "hi": min(iv["hi"], hi)}
-
-
 def aggregate(per_seed: list[dict], n: int, lr: float, epochs: int) -> dict:
     bounds = {"bayes_p": (0, 1), "model_p": (0, 1), "tv": (0, 1), "tv_empirical": (0, 1), "kl": (0, math.inf),
               "fit_kl": (0, math.inf)}
-    iv = {k: _clipped(seed_interval(r[k] for r in per_seed), *bounds.get(k, (-math.inf, math.inf)))
+    iv = {k: seed_interval((r[k] for r in per_seed), bounds.get(k))
           for k in ("bayes_p", "model_p", "bayes_bits", "model_bits", "diff", "tv", "tv_empirical", "kl", "fit_kl")}
     iv["model_bits_per_example"] = seed_interval(r["model_bits"] / n for r in per_seed)
     iv["bayes_bits_per_example"] = seed_interval(r["bayes_bits"] / n for r in per_seed)
@@ -297,7 +290,7 @@ def kl_arm(cfg: ConditioningConfig, base: str, tokenizer, spec, tables, pools: d
                 cfg, base, tokenizer, c, tables, train_probes, probes, q_base), cfg.overwrite))
             _progress(cfg, f"kl arm n {n} seed {s}: TV to the exact predictive {per_seed[-1]['tv_exact']:.3f}")
         sft = {f"lr {r['lr']:g}, {r['epochs']} ep": r["tv"] for r in rows if r["n"] == n}
-        out.append({"n": n, **{k: _clipped(seed_interval(r[k] for r in per_seed), 0, 1) for k in
+        out.append({"n": n, **{k: seed_interval((r[k] for r in per_seed), (0, 1)) for k in
                                ("tv_exact", "tv_optimum", "tv_optimum_exact", "kl_to_optimum_train")},
                     "sft_tv": sft, "per_seed": per_seed})
     return out

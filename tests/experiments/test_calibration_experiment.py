@@ -76,3 +76,9 @@ def test_ci_sized_experiment_measures_every_stage(base_dir, tmp_path):
                  "--dpo_epochs", "1", "--ppo_steps", "1", "--probes_per_fact", "1", "--diversity_prompts", "1",
                  "--diversity_samples", "2", "--num_threads", "1", "--quiet"]) == 0
     assert (out / "seed0" / "measure_sft.json").stat().st_mtime_ns == before
+
+
+def test_seed_interval_bounds_clip_to_the_range():
+    iv = seed_interval([0.02, 0.1, 0.3], bounds=(0.0, 1.0))
+    assert iv["lo"] == 0.0 and 0.3 < iv["hi"] < 1.0
+    assert seed_interval([0.9, 0.95, 1.0], bounds=(0.0, 1.0))["hi"] == 1.0
