@@ -9,6 +9,7 @@ experiment resumes where it stopped.
 from __future__ import annotations
 
 import math
+import shutil
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -48,10 +49,13 @@ def fmt_interval(iv: dict, digits: int = 2) -> str:
 
 
 def run_once(run_dir: str | Path, fn: Callable[[], object], overwrite: bool = False) -> Path:
-    """Run `fn` (which writes the run directory) unless that directory is already complete."""
+    """Run `fn` (which writes the run directory) unless that directory is already complete. A complete run's
+    checkpoints are deleted: they only serve resuming, and dozens of sub-runs would keep hundreds of MB."""
     path = Path(run_dir)
     if overwrite or not RunDir(path).is_complete():
         fn()
+    for checkpoint in path.glob("checkpoint-*"):
+        shutil.rmtree(checkpoint)
     return path
 
 

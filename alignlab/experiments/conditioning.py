@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import math
 import random
-import shutil
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -232,8 +231,6 @@ def finetune_point(cfg: ConditioningConfig, base: str, tokenizer, probes, probs,
     measured = cached_json(out / "measure.json", train_and_measure, cfg.overwrite)
     if not cfg.keep_models:  # the measurement is what is kept; 108 models x 17 MB (with Adam state) is not
         (out / "model.safetensors").unlink(missing_ok=True)
-        for checkpoint in out.glob("checkpoint-*"):
-            shutil.rmtree(checkpoint)
     return measured
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 import math
 import random
 import re
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,8 +207,6 @@ def finetune_and_score(cfg: ElicitationConfig, spec, base: str, shift: int, n: i
         max_steps=steps, per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
         logging_steps=max(1, steps // 4), overwrite=True, seed=seed, quiet=True, num_threads=cfg.num_threads)),
         cfg.overwrite)
-    for checkpoint in model_dir.glob("checkpoint-*"):  # only for resuming a run that has now finished
-        shutil.rmtree(checkpoint)
     return {"shift": shift, "n": n, "seed": seed, "steps": steps,
             **evaluate(str(model_dir), probes, cfg.num_threads)}
 

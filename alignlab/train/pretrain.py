@@ -93,6 +93,14 @@ def split_documents(docs: list[str], heldout_fraction: float, seed: int) -> tupl
     return [docs[i] for i in order[n_held:]], [docs[i] for i in order[:n_held]]
 
 
+def heldout_blocks(docs: list[list[int]], cfg: PretrainConfig, eos_id: int) -> torch.Tensor:
+    """Held-out blocks for the periodic loss; none (no held-out loss) when the held-out documents are fewer
+    tokens than one block, e.g. with --heldout_fraction 0 or a small corpus."""
+    if sum(len(d) + 1 for d in docs) < cfg.context_length:
+        return torch.empty(0, cfg.context_length, dtype=torch.long)
+    return pretrain_blocks(docs, cfg.context_length, eos_id)[: cfg.eval_blocks]
+
+
 @torch.no_grad()
 def heldout_loss(model, blocks: torch.Tensor, batch_size: int) -> float:
     model.eval()
@@ -136,9 +144,9 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
     train_docs, held_docs = split_documents(docs, cfg.heldout_fraction, cfg.seed)
     tokenizer = load_tokenizer(cfg.tokenizer, "--tokenizer") if cfg.tokenizer else train_tokenizer(
         train_docs, vocab_size=cfg.vocab_size)
-    encode = lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"]  # noqa: E731
+    encode = lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []  # noqa: E731
     blocks = pretrain_blocks(encode(train_docs), cfg.context_length, tokenizer.eos_token_id)
-    held = pretrain_blocks(encode(held_docs), cfg.context_length, tokenizer.eos_token_id)[: cfg.eval_blocks]
+    held = heldout_blocks(encode(held_docs), cfg, tokenizer.eos_token_id)
     if len(blocks) < cfg.per_device_train_batch_size:
         raise UsageError(f"--corpus: only {len(blocks)} blocks of {cfg.context_length} tokens; "
                          f"fewer than one batch of {cfg.per_device_train_batch_size}")

@@ -42,6 +42,14 @@ def test_pretrain_writes_a_loadable_base_model(corpus, tmp_path):
     assert summary["steps"] == 8 and summary["final_eval_loss"] < 6.0
 
 
+def test_pretrain_without_heldout_documents_trains_without_a_heldout_loss(corpus, tmp_path):
+    out = tmp_path / "run"
+    assert main([*args(corpus, out)[:-3], "--heldout_fraction", "0", "--quiet"]) == 0
+    rows = [json.loads(r) for r in (out / "metrics.jsonl").read_text().splitlines()]
+    assert not any("eval_loss" in r for r in rows)
+    assert json.loads((out / "summary.json").read_text())["final_eval_loss"] is None
+
+
 def test_interrupted_pretraining_resumes_identically(corpus, tmp_path, monkeypatch):
     assert main(args(corpus, tmp_path / "full")) == 0
     real_step = loop_module.TrainLoop.optimizer_step
