@@ -97,6 +97,22 @@ COMMANDS: dict[str, Command] = {
         "alignlab.experiments.overoptimization:run_overoptimization",
         "alignlab.experiments.overoptimization:OveroptimizationConfig",
         "proxy vs gold reward under best-of-n and PPO against sqrt(KL), with Gao et al.'s fits and a figure"),
+    "experiment calibration": Command(
+        "alignlab.experiments.calibration:run_calibration_experiment",
+        "alignlab.experiments.calibration:CalibrationExperimentConfig",
+        "calibration from base to SFT to DPO/PPO, against truth and the exact KL-optimum, with a fitted temperature"),
+    "experiment conditioning": Command(
+        "alignlab.experiments.conditioning:run_conditioning",
+        "alignlab.experiments.conditioning:ConditioningConfig",
+        "fine-tuning on n documents of one hidden author against the exact Bayesian posterior over authors"),
+    "experiment persona": Command(
+        "alignlab.experiments.persona:run_persona_experiment",
+        "alignlab.experiments.persona:PersonaExperimentConfig",
+        "claim one trait in SFT; which pretraining persona's other traits follow, by document ratio and order"),
+    "experiment elicitation": Command(
+        "alignlab.experiments.elicitation:run_elicitation",
+        "alignlab.experiments.elicitation:ElicitationConfig",
+        "fine-tuning on n examples of common, rare and unseen cipher skills: held-out accuracy against n"),
     "demo": Command("alignlab.experiments.demo:run_demo", "alignlab.experiments.demo:DemoConfig",
                     "the whole pipeline on the built-in world, stage by stage (resumable)"),
 }
