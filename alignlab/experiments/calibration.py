@@ -36,6 +36,7 @@ from alignlab.data.load import load_records
 from alignlab.evals import metrics
 from alignlab.experiments.common import (
     cached_json,
+    check_options,
     fmt_interval,
     markdown_table,
     run_once,
@@ -248,6 +249,7 @@ def run_calibration_experiment(cfg: CalibrationExperimentConfig) -> dict:
     set_threads(cfg.num_threads)
     root = Path(cfg.output_dir)
     root.mkdir(parents=True, exist_ok=True)
+    check_options(root, cfg)
     worlds = _worlds(cfg, root)
     world, taste_world = load_world(), load_world(worlds[0])
     base = _base(cfg, root)

@@ -8,6 +8,7 @@ experiment resumes where it stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 from collections.abc import Callable, Iterable, Sequence
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from alignlab.errors import UsageError
 from alignlab.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_json
 from alignlab.rundir import RunDir
 
@@ -46,6 +48,26 @@ def fmt_interval(iv: dict, digits: int = 2) -> str:
     if iv["n"] < 2:
         return f"{iv['mean']:.{digits}f}"
     return f"{iv['mean']:.{digits}f} [{iv['lo']:.{digits}f}, {iv['hi']:.{digits}f}]"
+
+
+# Options that do not change what a sub-run computes.
+_RUN_ONLY = ("output_dir", "num_threads", "quiet", "overwrite")
+
+
+def check_options(root: str | Path, cfg) -> None:
+    """Refuse to resume an experiment directory made with other scalar options (a sub-run skipped because it
+    is complete would otherwise mix, say, 300-step and 600-step bases in one table). List options are the
+    grid (seeds, n, ratios): changing them adds or drops points and is a valid resume. `--overwrite` starts
+    afresh. Writes `options.json` on first use."""
+    path = Path(root) / "options.json"
+    options = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _RUN_ONLY and not isinstance(v, list)}
+    if path.is_file() and not cfg.overwrite:
+        before = read_json(path)
+        changed = [f"{k}: {before.get(k)!r} -> {v!r}" for k, v in options.items() if before.get(k) != v]
+        if changed:
+            raise UsageError(f"--output_dir: {root} was made with other options ({'; '.join(changed)}); "
+                             "use --overwrite or another --output_dir")
+    atomic_write_json(path, options)
 
 
 def run_once(run_dir: str | Path, fn: Callable[[], object], overwrite: bool = False) -> Path:

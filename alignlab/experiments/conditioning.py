@@ -55,7 +55,7 @@ from alignlab.experiments.bayes import (
     log_posterior,
     total_variation,
 )
-from alignlab.experiments.common import cached_json, run_once, seed_interval, write_text_corpus
+from alignlab.experiments.common import cached_json, check_options, run_once, seed_interval, write_text_corpus
 from alignlab.experiments.conditioning_report import write_report
 from alignlab.io import read_json
 
@@ -314,6 +314,7 @@ def run_conditioning(cfg: ConditioningConfig) -> dict:
     target, tables = names.index(cfg.author), author_tables(au)
     root = Path(cfg.output_dir)
     root.mkdir(parents=True, exist_ok=True)
+    check_options(root, cfg)
     base = pretrain_base(cfg, root)
     tokenizer = load_tokenizer(base)
     base_info = cached_json(root / "base_check.json", lambda: base_check(cfg, base, tokenizer, spec, tables[1]),

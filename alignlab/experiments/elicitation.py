@@ -37,6 +37,7 @@ import numpy as np
 from alignlab.config import CommonConfig, option
 from alignlab.experiments.common import (
     cached_json,
+    check_options,
     fmt_interval,
     markdown_table,
     run_once,
@@ -318,6 +319,7 @@ def run_elicitation(cfg: ElicitationConfig) -> dict:
 
     root = Path(cfg.output_dir)
     root.mkdir(parents=True, exist_ok=True)
+    check_options(root, cfg)
     world = load_world(cfg.world, {"scale": cfg.world_scale} if cfg.world_scale != 1.0 else None)
     spec = world.spec
     start = time.perf_counter()

@@ -41,6 +41,7 @@ from alignlab.config import CommonConfig, option
 from alignlab.errors import UsageError
 from alignlab.experiments.common import (
     cached_json,
+    check_options,
     fmt_interval,
     markdown_table,
     run_once,
@@ -432,6 +433,7 @@ def run_persona_experiment(cfg: PersonaExperimentConfig) -> dict:
     set_threads(cfg.num_threads)
     root = Path(cfg.output_dir)
     root.mkdir(parents=True, exist_ok=True)
+    check_options(root, cfg)
     world = load_world(cfg.world)
     if cfg.base_model is not None:
         grid = [("given", "given")]

@@ -82,3 +82,16 @@ def test_seed_interval_bounds_clip_to_the_range():
     iv = seed_interval([0.02, 0.1, 0.3], bounds=(0.0, 1.0))
     assert iv["lo"] == 0.0 and 0.3 < iv["hi"] < 1.0
     assert seed_interval([0.9, 0.95, 1.0], bounds=(0.0, 1.0))["hi"] == 1.0
+
+
+def test_an_experiment_directory_refuses_other_scalar_options_but_takes_a_new_grid(tmp_path):
+    from alignlab.errors import UsageError
+    from alignlab.experiments.calibration import CalibrationExperimentConfig
+    from alignlab.experiments.common import check_options
+
+    check_options(tmp_path, CalibrationExperimentConfig(output_dir=str(tmp_path), seeds=[0]))
+    check_options(tmp_path, CalibrationExperimentConfig(output_dir="elsewhere", seeds=[0, 1, 2], num_threads=1))
+    with pytest.raises(UsageError, match=r"dpo_beta: 0.1 -> 0.5"):
+        check_options(tmp_path, CalibrationExperimentConfig(output_dir=str(tmp_path), dpo_beta=0.5))
+    check_options(tmp_path, CalibrationExperimentConfig(output_dir=str(tmp_path), dpo_beta=0.5, overwrite=True))
+    check_options(tmp_path, CalibrationExperimentConfig(output_dir=str(tmp_path), dpo_beta=0.5))
