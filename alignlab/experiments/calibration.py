@@ -268,7 +268,8 @@ def run_calibration_experiment(cfg: CalibrationExperimentConfig) -> dict:
     stages = aggregate(base_row, per_seed)
     taste_pairs = {str(s): len(load_records(root / f"seed{s}" / "prefs" / "pairs.jsonl")) for s in cfg.seeds}
     results = {"taste_attribute": cfg.taste_attribute, "dpo_beta": cfg.dpo_beta, "seeds": cfg.seeds,
-               "stages": stages, "base": base_row, "taste_pairs": taste_pairs, "per_seed": {str(s): v for s, v in per_seed.items()}}
+               "stages": stages, "base": base_row, "taste_pairs": taste_pairs,
+               "per_seed": {str(s): v for s, v in per_seed.items()}}
     figures = _figures(stages, root)
     pairs_note = "Taste pairs per seed: " + ", ".join(f"seed {s}: {n}" for s, n in taste_pairs.items()) + "."
     write_deliverables(root, "calibration", results, finding(stages, cfg), [_table(stages), pairs_note], figures)
