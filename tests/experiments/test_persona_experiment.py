@@ -1,4 +1,4 @@
-"""`alignlab experiment persona`: the ratio, phase and threshold arithmetic by hand, and a CI-sized run that
+"""`alignlab experiment persona`: the ratio, phase, threshold and summary arithmetic by hand, and a CI-sized run that
 writes one row per configuration with probabilities for every trait before and after SFT."""
 
 import json
@@ -14,9 +14,9 @@ from alignlab.experiments.persona import (
     personas,
     phase_steps,
     ratio_counts,
-    reliable_share,
     sft_records,
 )
+from alignlab.experiments.persona_report import bars, reliable_share, summarise
 from alignlab.world import load_world
 
 
@@ -51,6 +51,25 @@ def test_reliable_share_is_the_smallest_share_whose_lower_bound_reaches_the_thre
     never = reliable_share([(0.2, iv(0.3, 0.1, 0.5)), (0.8, iv(0.7, 0.6, 0.8))], 0.9)
     assert never["share"] is None and never["best_share"] == 0.8
     assert reliable_share([], 0.9)["best"] is None
+
+
+def test_summary_rows_average_the_controls_and_subtract_the_other_persona():
+    def claim(p):
+        return {"p_claim": p, "p_yes": p / 2}
+
+    seed = {"before": {"football": claim(0.2), "basketball": claim(0.4), "opera": claim(0.1), "jazz": claim(0.3)},
+            "after": {"football": claim(0.9), "basketball": claim(0.5), "opera": claim(0.2), "jazz": claim(0.6)},
+            "base_as": {"Aria": {"football": claim(0.8), "basketball": claim(0.3)},
+                        "Bram": {"football": claim(0.2), "basketball": claim(0.7)}}}
+    [row] = summarise({("mixed", "4:1"): [seed]}, ["football", "basketball"], ["opera", "jazz"],
+                      {"football": "Aria", "basketball": "Bram"}, {"4:1": 0.8})
+    assert (row["order"], row["ratio"], row["aria_share"], row["seeds"]) == ("mixed", "4:1", 0.8, 1)
+    assert list(row["traits"]) == ["football", "basketball", "control"]
+    assert row["traits"]["control"]["before"]["mean"] == pytest.approx(0.2)  # mean of opera and jazz
+    assert row["traits"]["football"]["after_p_yes"]["mean"] == pytest.approx(0.45)
+    assert row["base_separation"]["mean"] == pytest.approx(0.5)  # mean of 0.8 - 0.2 and 0.7 - 0.3
+    means, (below, above) = bars([iv(0.5, 0.4, 0.7), iv(0.2, 0.2, 0.2)])  # error bars: mean - lo, hi - mean
+    assert means == [0.5, 0.2] and below == pytest.approx([0.1, 0.0]) and above == pytest.approx([0.2, 0.0])
 
 
 def test_world_answers_personas_and_sft_data():
