@@ -127,11 +127,10 @@ def measure(model_dir: str, ref_dir: str, world, cfg: CalibrationExperimentConfi
     tokenizer = load_tokenizer(model_dir)
     out: dict = {"model": model_dir, "ref_model": ref_dir}
     with torch.inference_mode():
-        q = {s: exact_probabilities(model, tokenizer, world.fact_probes(s, cfg.probes_per_fact, cfg.seed))[0]
-             for s in ("seen", "heldout")}
-        probes = world.fact_probes("heldout", cfg.probes_per_fact, cfg.seed)
-        truth = {s: np.array([p.truth for p in world.fact_probes(s, cfg.probes_per_fact, cfg.seed)])
-                 for s in ("seen", "heldout")}
+        split_probes = {s: world.fact_probes(s, cfg.probes_per_fact, cfg.seed) for s in ("seen", "heldout")}
+        q = {s: exact_probabilities(model, tokenizer, ps)[0] for s, ps in split_probes.items()}
+        truth = {s: np.array([p.truth for p in ps]) for s, ps in split_probes.items()}
+        probes = split_probes["heldout"]
         for s in ("seen", "heldout"):
             out[f"mae_{s}"] = metrics.mean_absolute_error(q[s][:, 0], truth[s][:, 0])
             out[f"ece_{s}"] = metrics.expected_calibration_error(q[s][:, 0], truth[s][:, 0])
