@@ -70,15 +70,19 @@ def make_sides(model, prompts, new_tokens: int, hf_caches: bool) -> dict:
     return sides
 
 
-def time_sides(sides: dict, rounds: int) -> dict[str, float]:
+def time_sides(sides: dict, rounds: int, bf16: bool = False) -> dict[str, float]:
+    """Median seconds per call of each side; with `bf16`, every side runs under bf16 autocast."""
+    autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)  # noqa: E731
     for run in sides.values():  # warm-up
-        run()
+        with autocast():
+            run()
     times: dict[str, list[float]] = {name: [] for name in sides}
     for _ in range(rounds):
         for name, run in sides.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
+            with autocast():
+                start = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - start)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
@@ -91,6 +95,7 @@ def main() -> None:
         "--hf-caches", action="store_true", help="also time our loop over HF forward, both caches"
     )
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own)")
+    ap.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"), help="both sides: fp32 or bf16 autocast")
     ap.add_argument("--only", nargs="+", default=None, help="time only these sides (names as in the output)")
     args = ap.parse_args()
     if args.threads:
@@ -105,10 +110,11 @@ def main() -> None:
         sides = make_sides(model, prompts, args.new_tokens, args.hf_caches or bool(args.only))
         if args.only:
             sides = {name: run for name, run in sides.items() if name in args.only}
-        secs = time_sides(sides, args.rounds)
+        secs = time_sides(sides, args.rounds, args.dtype == "bf16")
         tok_s = {name: round(batch * args.new_tokens / s, 1) for name, s in secs.items()}
         row = {
             "batch": batch,
+            "dtype": args.dtype,
             "new_tokens": args.new_tokens,
             "params": n_params,
             "threads": torch.get_num_threads(),

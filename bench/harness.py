@@ -18,7 +18,8 @@ reference pass and the final save (alignlab checkpoints at its last step) are ou
 the real (non-pad) tokens of the window's batches, the same count for both sides; MFU is
 6 · matmul parameters · tokens/s ÷ the measured matmul peak (reference forwards are not counted, so a side
 that recomputes them each step shows a lower MFU for the same useful work). Both sides log every step (the
-loss trajectory needs it), train in fp32 on the CPU, without gradient checkpointing, with AdamW
+loss trajectory needs it), train on the CPU at the same `--dtype` (fp32, or bf16 autocast over fp32 master
+weights; the matmul peak is measured in that dtype), without gradient checkpointing, with AdamW
 (beta2 0.95, no weight decay), clipping at 1.0 and a constant learning rate.
 """
 
@@ -106,10 +107,14 @@ def add_args(parser: argparse.ArgumentParser, learning_rate: float) -> None:
     a("--batch", type=int, default=8, help="per step: pairs, SFT examples, or GRPO prompts")
     a("--lr", type=float, default=learning_rate, help="constant learning rate of both sides")
     a("--seed", type=int, default=0)
+    a("--dtype", default="fp32", choices=DTYPES, help="both sides: fp32, or bf16 autocast (fp32 master weights)")
     a("--in-process", action="store_true",
       help="run the sides in this process, one after another (fast, for tests; no per-side peak RSS)")
     a("--side", help=argparse.SUPPRESS)  # set in the child processes
     a("--workdir", help=argparse.SUPPRESS)
+
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def threads_of(args) -> int:
@@ -125,7 +130,7 @@ def ours_options(ctx: Context) -> dict:
                 learning_rate=a.lr, weight_decay=0.0, adam_beta2=0.95, lr_scheduler_type="constant",
                 warmup_ratio=0.0, max_grad_norm=1.0, per_device_train_batch_size=a.batch,
                 gradient_accumulation_steps=1, max_steps=ctx.total_steps, logging_steps=1, save_steps=0,
-                bf16=False, device="cpu")
+                bf16=a.dtype == "bf16", device="cpu")
 
 
 def trl_options(ctx: Context) -> dict:
@@ -134,7 +139,7 @@ def trl_options(ctx: Context) -> dict:
     return dict(output_dir=str(ctx.run_dir), seed=a.seed, learning_rate=a.lr, weight_decay=0.0, adam_beta2=0.95,
                 lr_scheduler_type="constant", max_grad_norm=1.0, per_device_train_batch_size=a.batch,
                 gradient_accumulation_steps=1, max_steps=ctx.total_steps, logging_steps=1, save_strategy="no",
-                eval_strategy="no", report_to=[], bf16=False, fp16=False, activation_checkpointing=False,
+                eval_strategy="no", report_to=[], bf16=a.dtype == "bf16", fp16=False, activation_checkpointing=False,
                 dataloader_num_workers=0, disable_tqdm=True, use_cpu=True, train_sampling_strategy="sequential")
 
 
@@ -293,7 +298,7 @@ def _compare(script: Script, args, argv: list[str], workdir: Path) -> list[dict]
     plan = {"model_dir": str(work.model_dir), "pairs_path": str(work.pairs_path), "sft_path": str(work.sft_path),
             **script.plan(args, work)}
     (workdir / "plan.json").write_text(json.dumps(plan))
-    peak = matmul_peak_gflops()
+    peak = matmul_peak_gflops(DTYPES[args.dtype])
     names = list(script.sides)
     results: dict[str, list[dict]] = {name: [] for name in names}
     for r in range(args.rounds):
@@ -307,7 +312,8 @@ def _compare(script: Script, args, argv: list[str], workdir: Path) -> list[dict]
     stats = {name: _stats(results[name], plan, args) for name in names}
     params = script.matmul_params(args, work) if script.matmul_params else work.matmul_params
     common = {"bench": script.name, "threads": threads, "model_size": args.model_size,
-              "model_params": work.model_params, "matmul_params": params, "pairs": args.pairs, "batch": args.batch,
+              "dtype": args.dtype, "model_params": work.model_params, "matmul_params": params, "pairs": args.pairs,
+              "batch": args.batch,
               "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds, "isolated": not args.in_process,
               "matmul_peak_gflops": round(peak, 1)}
     rows = []

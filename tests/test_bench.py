@@ -86,3 +86,12 @@ def test_a_script_run_as_users_run_it_isolates_each_side_in_its_own_process():
     (row,) = [json.loads(line) for line in done.stdout.splitlines()]
     check_row(row, isolated=True)
     assert row["first_loss_gap"] < 1e-4 and 0.1 < row["ours_peak_rss_gib"] < 8
+
+
+def test_bf16_runs_both_sides_under_autocast_from_the_same_loss(capsys):
+    rows = bench_sft.main([*MINI, "--in-process", "--dtype", "bf16"])
+    (row,) = rows
+    check_row(row, isolated=False)
+    assert row["dtype"] == "bf16"
+    # bf16 matmuls on both sides: the first losses agree to bf16 rounding, not to fp32's.
+    assert row["first_loss_gap"] < 2e-2
