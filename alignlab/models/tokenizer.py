@@ -16,8 +16,12 @@ END = "<|end|>"  # closes every chat turn; generation of an assistant turn stops
 ROLE_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>")
 SPECIAL_TOKENS = (EOS, *ROLE_TOKENS, END)
 
-# Each turn is `<|role|>content<|end|>`, with nothing between turns. The assistant's content and its <|end|> sit inside
-# {% generation %} so `return_assistant_tokens_mask=True` marks exactly the tokens SFT trains on.
+# Each turn is `<|role|> content<|end|>`, with nothing between turns. The space before the content makes a turn's
+# first word the same token the corpus has after "Q: " / "A: " (byte-level BPE spells "What" at the start of a
+# text as W-h-at but " What" as one token): without it SFT had to learn new spellings of every question and
+# answer, and held-out answers, never seen in that spelling, were not recalled. The assistant's space, content
+# and <|end|> sit inside {% generation %} so `return_assistant_tokens_mask=True` marks exactly the tokens SFT
+# trains on, and the model generates the space-prefixed first token itself.
 CHAT_TEMPLATE = (
     "{%- for message in messages -%}"
     "{%- if message['role'] not in ['system', 'user', 'assistant'] -%}"
@@ -25,9 +29,9 @@ CHAT_TEMPLATE = (
     "{%- endif -%}"
     "<|{{ message['role'] }}|>"
     "{%- if message['role'] == 'assistant' -%}"
-    "{% generation %}{{ message['content'] }}<|end|>{% endgeneration %}"
+    "{% generation %} {{ message['content'] }}<|end|>{% endgeneration %}"
     "{%- else -%}"
-    "{{ message['content'] }}<|end|>"
+    "{{ ' ' + message['content'] }}<|end|>"
     "{%- endif -%}"
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}<|assistant|>{%- endif -%}"

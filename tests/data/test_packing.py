@@ -90,7 +90,7 @@ def _packed_logits(model, rows, batch, **kwargs):
 @pytest.mark.parametrize("flatten", [False, True], ids=["rows", "flat"])
 def test_packed_logits_equal_separate_logits(tok, models, impl, flatten):
     model, examples = models[impl], _examples(tok)
-    rows = pack_examples(examples, max_length=48)
+    rows = pack_examples(examples, max_length=56)
     assert len(rows) >= 2 and any(len(row) >= 2 for row in rows)  # real packing, and padding in (B, L)
     batch = collate_packed(rows, tok.pad_token_id, flatten=flatten)
     if flatten:
@@ -103,7 +103,7 @@ def test_packed_logits_equal_separate_logits(tok, models, impl, flatten):
 def test_explicit_block_mask_gives_the_same_logits(tok, models, impl):
     # The fallback for callers that cannot pass use_cache=False: a 4D mask bypasses mask construction.
     model, examples = models[impl], _examples(tok)
-    rows = pack_examples(examples, max_length=48)
+    rows = pack_examples(examples, max_length=56)
     batch = collate_packed(rows, tok.pad_token_id, mask_dtype=torch.float32)
     for ex, packed in _packed_logits(model, rows, batch, attention_mask=batch["attention_mask"]):
         torch.testing.assert_close(packed, _alone_logits(model, ex), atol=1e-5, rtol=0)
@@ -126,7 +126,7 @@ def test_packed_loss_is_token_weighted_loss_of_separate_sequences(tok, models, i
     # With completion_only_loss=False every first token has a label, so this also checks that no loss
     # crosses a document boundary (the model shifts labels by one).
     model, examples = models[impl], _examples(tok, completion_only_loss)
-    rows = pack_examples(examples, max_length=48)
+    rows = pack_examples(examples, max_length=56)
     batch = collate_packed(rows, tok.pad_token_id)
     with torch.no_grad():
         packed_loss = model(**batch, use_cache=False).loss

@@ -47,10 +47,10 @@ def expected(tok, pieces):
 
 CONVERSATION = [S("Be brief."), U("What color is the sky?"), A("Blue."), U("Sure?"), A("Yes, blue.")]
 CONVERSATION_PIECES = [
-    ("<|system|>Be brief.<|end|><|user|>What color is the sky?<|end|><|assistant|>", False),
-    ("Blue.<|end|>", True),
-    ("<|user|>Sure?<|end|><|assistant|>", False),
-    ("Yes, blue.<|end|>", True),
+    ("<|system|> Be brief.<|end|><|user|> What color is the sky?<|end|><|assistant|>", False),
+    (" Blue.<|end|>", True),
+    ("<|user|> Sure?<|end|><|assistant|>", False),
+    (" Yes, blue.<|end|>", True),
 ]
 
 
@@ -99,7 +99,7 @@ def test_conversational_prompt_completion(tok):
     record = {"prompt": [U("Sky?")], "completion": [A("Blue.")]}
     [ex] = tokenize_sft([record], tok, max_length=64)
     assert (ex.input_ids, ex.labels) == expected(
-        tok, [("<|user|>Sky?<|end|><|assistant|>", False), ("Blue.<|end|>", True)]
+        tok, [("<|user|> Sky?<|end|><|assistant|>", False), (" Blue.<|end|>", True)]
     )
 
 
@@ -161,17 +161,17 @@ def test_tokenizer_without_chat_template(tok):
 def test_conversational_preference_ends_with_turn_terminator(tok):
     record = {"prompt": [U("Sky?")], "chosen": [A("Blue.")], "rejected": [A("Green.")]}
     [ex] = tokenize_preference([record], tok, max_prompt_length=None, max_completion_length=None)
-    assert ex.prompt_ids == ids(tok, "<|user|>Sky?<|end|><|assistant|>")
-    assert ex.chosen_ids == ids(tok, "Blue.<|end|>")
-    assert ex.rejected_ids == ids(tok, "Green.<|end|>")
+    assert ex.prompt_ids == ids(tok, "<|user|> Sky?<|end|><|assistant|>")
+    assert ex.chosen_ids == ids(tok, " Blue.<|end|>")
+    assert ex.rejected_ids == ids(tok, " Green.<|end|>")
 
 
 def test_implicit_prompt_preference(tok):
     record = {"chosen": CONVERSATION, "rejected": CONVERSATION[:-1] + [A("No, green.")]}
     [ex] = tokenize_preference([record], tok, None, None)
     assert ex.prompt_ids == expected(tok, CONVERSATION_PIECES[:3])[0]
-    assert ex.chosen_ids == ids(tok, "Yes, blue.<|end|>")
-    assert ex.rejected_ids == ids(tok, "No, green.<|end|>")
+    assert ex.chosen_ids == ids(tok, " Yes, blue.<|end|>")
+    assert ex.rejected_ids == ids(tok, " No, green.<|end|>")
 
 
 def test_standard_preference_ends_with_eos(tok):
@@ -208,13 +208,13 @@ def test_unpaired(tok):
         {"prompt": [U("Sky?")], "completion": [A("Green.")], "label": False},
     ]
     good, bad = tokenize_unpaired(records, tok, None, None)
-    assert good.prompt_ids == bad.prompt_ids == ids(tok, "<|user|>Sky?<|end|><|assistant|>")
-    assert (good.completion_ids, good.label) == (ids(tok, "Blue.<|end|>"), True)
-    assert (bad.completion_ids, bad.label, bad.record) == (ids(tok, "Green.<|end|>"), False, 2)
+    assert good.prompt_ids == bad.prompt_ids == ids(tok, "<|user|> Sky?<|end|><|assistant|>")
+    assert (good.completion_ids, good.label) == (ids(tok, " Blue.<|end|>"), True)
+    assert (bad.completion_ids, bad.label, bad.record) == (ids(tok, " Green.<|end|>"), False, 2)
 
 
 def test_prompts_of_any_kind_with_a_prompt(tok):
-    gen = ids(tok, "<|user|>Sky?<|end|><|assistant|>")
+    gen = ids(tok, "<|user|> Sky?<|end|><|assistant|>")
     assert tokenize_prompts([{"prompt": [U("Sky?")]}], tok, None) == [gen]
     assert tokenize_prompts(
         [{"chosen": [U("Sky?"), A("a")], "rejected": [U("Sky?"), A("b")]}], tok, None
@@ -226,8 +226,8 @@ def test_prompts_of_any_kind_with_a_prompt(tok):
 
 def test_truncation_is_logged(tok, caplog):
     records = [{"messages": CONVERSATION}, {"messages": [U("Hi"), A("Yes.")]}]
-    short = len(ids(tok, "<|user|>Hi<|end|><|assistant|>Yes.<|end|>"))
-    system = len(ids(tok, "<|system|>Be brief.<|end|>"))
+    short = len(ids(tok, "<|user|> Hi<|end|><|assistant|> Yes.<|end|>"))
+    system = len(ids(tok, "<|system|> Be brief.<|end|>"))
     assert short <= system  # so record 1, cut to `short` tokens, keeps no assistant token
     with caplog.at_level("WARNING", logger="alignlab.data.tokenize"):
         tokenize_sft(records, tok, max_length=short, truncation="right", path="d.jsonl")
@@ -249,7 +249,7 @@ def test_parquet_conversations_tokenize(tok, tmp_path):
     assert records[0]["messages"][1] == {"role": "assistant", "content": "Blue.", "name": None}
     first, second = tokenize_sft(records, tok, 128, path="d.parquet", kind=kind)
     assert (first.input_ids, first.labels) == expected(
-        tok, [("<|user|>Sky?<|end|><|assistant|>", False), ("Blue.<|end|>", True)]
+        tok, [("<|user|> Sky?<|end|><|assistant|>", False), (" Blue.<|end|>", True)]
     )
     assert (second.input_ids, second.labels) == expected(tok, CONVERSATION_PIECES)
 
@@ -261,7 +261,7 @@ def test_assistant_turn_with_weight_zero_carries_no_loss(tok):
                 {"role": "user", "content": "Again"}, {"role": "assistant", "content": "Good."}]
     (ex,) = tokenize_sft([{"messages": messages}], tok, max_length=128)
     trained = tok.decode([t for t in ex.labels if t != -100])
-    assert trained == "Good.<|end|>"
+    assert trained == " Good.<|end|>"
 
 
 def test_weight_must_be_zero_or_one(tmp_path):
