@@ -109,11 +109,11 @@ def test_skip_ties_drops_pairs_the_rater_scores_equally():
 
 
 def test_prompts_keep_every_category_share_by_repeating():
-    cfg = PreferencesConfig(categories=["hazardous", "quiz"], n_prompts=40)
+    cfg = PreferencesConfig(categories=["hazardous", "quiz"], n_prompts=60)
     probes = world_prompts(load_world(), cfg)
     assert [p.category for p in probes[:4]] == ["hazardous", "quiz", "hazardous", "quiz"]
     hazardous = [p.prompt for p in probes if p.category == "hazardous"]
-    assert len(hazardous) == 20 and len(set(hazardous)) == 12  # the default world's 12 distinct ones, repeated
+    assert len(hazardous) == 30 and len(set(hazardous)) == 24  # the default world's 24 distinct ones, repeated
 
 
 def test_heldout_keys():

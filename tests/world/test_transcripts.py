@@ -68,7 +68,7 @@ def test_hazardous_declined_benign_helped(world):
 
 
 def test_critique_demonstrations(world):
-    convs = [c for c in world.sft_conversations(600, seed=0) if c["category"] == "critique"]
+    convs = [c for c in world.sft_conversations(1500, seed=0) if c["category"] == "critique"]
     assert convs
     principles = {p.text for p in world.spec.constitution.principles}
     kept = 0
