@@ -183,12 +183,13 @@ def _train_seed(cfg: CalibrationExperimentConfig, root: Path, base: str, seed: i
     c = {"seed": seed, "quiet": cfg.quiet, "num_threads": cfg.num_threads}
     d = root / f"seed{seed}"
     taste, notaste = worlds
+    ow = {"overwrite": True}
     # A world transcript longer than SFT's max_length (possible with a small tokenizer) is cut, and logged,
     # rather than ending a multi-stage run.
-    ow = {"overwrite": True}
     sft_length = {"truncation": "right"}
     models = {"sft": (run_once(d / "sft", lambda: run_sft(SftConfig(
-        output_dir=str(d / "sft"), model_name_or_path=base, world_conversations=cfg.sft_conversations, **sft_length, **ow, **c)),
+        output_dir=str(d / "sft"), model_name_or_path=base, world_conversations=cfg.sft_conversations,
+        **sft_length, **ow, **c)),
         cfg.overwrite), base)}
     sft = str(models["sft"][0])
     if cfg.replay_fraction > 0:

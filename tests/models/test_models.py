@@ -41,15 +41,17 @@ def test_chat_template_marks_assistant_tokens(tiny_tokenizer):
     ids, mask = out["input_ids"], out["assistant_masks"]
     trained = tiny_tokenizer.decode([i for i, m in zip(ids, mask, strict=True) if m])
     assert trained == " Hello.<|end|>"
+    assert stop_token_ids(tiny_tokenizer)[0] == tiny_tokenizer.convert_tokens_to_ids(END)
 
 
 def test_chat_turns_spell_their_words_as_the_corpus_does(tiny_tokenizer):
     # A turn's first word must be the token pretraining saw after "Q: " / "A: ", not a start-of-text spelling.
+    def corpus(text):
+        return tiny_tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    special = tiny_tokenizer.convert_tokens_to_ids
     messages = [{"role": "user", "content": "What is it?"}, {"role": "assistant", "content": "Hello."}]
     ids = tiny_tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
-    corpus = lambda text: tiny_tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
     assert corpus("Q: What is it?")[-len(corpus(" What is it?")):] == corpus(" What is it?")
-    assert ids == [tiny_tokenizer.convert_tokens_to_ids("<|user|>"), *corpus(" What is it?"),
-                   tiny_tokenizer.convert_tokens_to_ids("<|end|>"), tiny_tokenizer.convert_tokens_to_ids("<|assistant|>"),
-                   *corpus(" Hello."), tiny_tokenizer.convert_tokens_to_ids("<|end|>")]
-    assert stop_token_ids(tiny_tokenizer)[0] == tiny_tokenizer.convert_tokens_to_ids(END)
+    assert ids == [special("<|user|>"), *corpus(" What is it?"), special("<|end|>"), special("<|assistant|>"),
+                   *corpus(" Hello."), special("<|end|>")]
