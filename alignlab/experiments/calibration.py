@@ -186,16 +186,14 @@ def _train_seed(cfg: CalibrationExperimentConfig, root: Path, base: str, seed: i
     ow = {"overwrite": True}
     # A world transcript longer than SFT's max_length (possible with a small tokenizer) is cut, and logged,
     # rather than ending a multi-stage run.
-    sft_length = {"truncation": "right"}
+    sft_options = {"model_name_or_path": base, "world_conversations": cfg.sft_conversations, "truncation": "right"}
     models = {"sft": (run_once(d / "sft", lambda: run_sft(SftConfig(
-        output_dir=str(d / "sft"), model_name_or_path=base, world_conversations=cfg.sft_conversations,
-        **sft_length, **ow, **c)),
-        cfg.overwrite), base)}
+        output_dir=str(d / "sft"), **sft_options, **ow, **c)), cfg.overwrite), base)}
     sft = str(models["sft"][0])
     if cfg.replay_fraction > 0:
         models["sft_replay"] = (run_once(d / "sft_replay", lambda: run_sft(SftConfig(
-            output_dir=str(d / "sft_replay"), model_name_or_path=base, world_conversations=cfg.sft_conversations,
-            replay_fraction=cfg.replay_fraction, **sft_length, **ow, **c)), cfg.overwrite), base)
+            output_dir=str(d / "sft_replay"), replay_fraction=cfg.replay_fraction, **sft_options, **ow, **c)),
+            cfg.overwrite), base)
     run_once(d / "prefs", lambda: run_preferences(PreferencesConfig(
         output_dir=str(d / "prefs"), model=sft, world=taste, categories=["scene"], n_prompts=cfg.preference_prompts,
         skip_ties=cfg.skip_ties, heldout_fraction=0.0, **ow, **c)), cfg.overwrite)
