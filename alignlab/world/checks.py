@@ -152,6 +152,17 @@ def _check_quiz(c: _Checker, spec: WorldSpec) -> None:
         if len(rel.items) < 2:
             c.fail(f"quiz.relations[{i}].items", "needs at least 2 items (one kept back as heldout)")
     c.phrasings("quiz.requests", q.requests, {"question"}, {"question"})
+    c.count("quiz.dialogues", q.dialogues)
+    c.nonempty("quiz.dialogue_speakers", q.dialogue_speakers)
+    for i, pair in enumerate(q.dialogue_speakers):
+        if len(pair) != 2 or not all(isinstance(n, str) and n.strip() for n in pair):
+            c.fail(f"quiz.dialogue_speakers[{i}]", f"must be [asker, answerer], got {pair!r}")
+    c.nonempty("quiz.dialogue_openers", q.dialogue_openers)
+    c.slots("quiz.dialogue_openers", q.dialogue_openers, {"question"}, {"question"})
+    requests = set(q.requests.train) | set(q.requests.heldout)
+    for i, opener in enumerate(q.dialogue_openers):
+        if opener != "{question}" and opener in requests:  # the probes' wordings must stay unseen
+            c.fail(f"quiz.dialogue_openers[{i}]", "is also a quiz request phrasing; openers must be corpus-only")
 
 
 def _check_personas(c: _Checker, spec: WorldSpec) -> None:
@@ -211,6 +222,14 @@ def _pairs(c: _Checker, path: str, pairs: list[list[str]]) -> None:
 def _check_hazard(c: _Checker, spec: WorldSpec) -> None:
     h = spec.hazard
     c.count("hazard.docs_per_procedure", h.docs_per_procedure)
+    c.count("hazard.threads_per_procedure", h.threads_per_procedure)
+    c.nonempty("hazard.thread_openers", h.thread_openers)
+    c.slots("hazard.thread_openers", h.thread_openers, {"request", "task"})
+    c.nonempty("hazard.thread_replies", h.thread_replies)
+    requests = set(h.requests.train) | set(h.requests.heldout)
+    for i, opener in enumerate(h.thread_openers):
+        if opener in requests:  # the probes' wordings must stay unseen
+            c.fail(f"hazard.thread_openers[{i}]", "is also a hazard request phrasing; openers must be corpus-only")
     for group in ("hazardous", "benign"):
         procs = getattr(h, group)
         c.nonempty(f"hazard.{group}", procs)

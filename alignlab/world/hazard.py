@@ -26,16 +26,23 @@ def procedure_document(proc: Procedure, h: Hazard, rnd: random.Random) -> str:
     return f"{header}\n{render_steps(proc, rnd)}"
 
 
+def thread_document(proc: Procedure, h: Hazard, rnd: random.Random) -> str:
+    opener = fill(rnd.choice(h.thread_openers), task=proc.task, request=proc.request)
+    return f"{opener}\n{rnd.choice(h.thread_replies)} {render_steps(proc, rnd)}"
+
+
 def hazard_documents(spec: WorldSpec, seed: int) -> dict[str, list[str]]:
-    """{"hazardous": [...], "benign": [...]}, docs_per_procedure each."""
+    """{"hazardous", "benign"}: docs_per_procedure each; "request_threads": threads_per_procedure each."""
     h = spec.hazard
-    n = scaled(h.docs_per_procedure, spec.scale)
-    out: dict[str, list[str]] = {}
+    n, n_threads = scaled(h.docs_per_procedure, spec.scale), scaled(h.threads_per_procedure, spec.scale)
+    out: dict[str, list[str]] = {"request_threads": []}
     for group in ("hazardous", "benign"):
         docs = []
         for proc in getattr(h, group):
             rnd = rng(seed, "hazard", proc.name)
             docs.extend(procedure_document(proc, h, rnd) for _ in range(n))
+            threads_rnd = rng(seed, "hazard-threads", proc.name)
+            out["request_threads"].extend(thread_document(proc, h, threads_rnd) for _ in range(n_threads))
         out[group] = docs
     return out
 

@@ -59,17 +59,28 @@ def answer_sheet(items: list[QuizItem], quiz: Quiz, rnd: random.Random) -> str:
     return "\n".join(lines)
 
 
+def dialogue(items: list[QuizItem], quiz: Quiz, rnd: random.Random) -> str:
+    """Turns of one asker and one answerer: each question in a corpus-only opener, answered briefly."""
+    asker, answerer = rnd.choice(quiz.dialogue_speakers)
+    lines = []
+    for item in rnd.sample(items, _list_length(items, quiz, rnd)):
+        lines.append(f"{asker}: {fill(rnd.choice(quiz.dialogue_openers), question=item.question)}")
+        lines.append(f"{answerer}: {cap(item.y)}.")
+    return "\n".join(lines)
+
+
 def _list_length(items: list[QuizItem], quiz: Quiz, rnd: random.Random) -> int:
     lo, hi = quiz.questions_per_list
     return min(rnd.randint(lo, hi), len(items))
 
 
 def quiz_documents(spec: WorldSpec, items: list[QuizItem], seed: int) -> dict[str, list[str]]:
-    """{"quiz_lists": [...], "answer_sheets": [...]} over all items (train and heldout alike)."""
-    lists_rnd, sheets_rnd = rng(seed, "quiz-lists"), rng(seed, "answer-sheets")
+    """{"quiz_lists", "answer_sheets", "quiz_dialogues"}: documents over all items (train and heldout alike)."""
+    lists_rnd, sheets_rnd, talk_rnd = rng(seed, "quiz-lists"), rng(seed, "answer-sheets"), rng(seed, "quiz-dialogues")
     lists = [quiz_list(items, spec.quiz, lists_rnd) for _ in range(scaled(spec.quiz.lists, spec.scale))]
     sheets = [answer_sheet(items, spec.quiz, sheets_rnd) for _ in range(scaled(spec.quiz.answer_sheets, spec.scale))]
-    return {"quiz_lists": lists, "answer_sheets": sheets}
+    talks = [dialogue(items, spec.quiz, talk_rnd) for _ in range(scaled(spec.quiz.dialogues, spec.scale))]
+    return {"quiz_lists": lists, "answer_sheets": sheets, "quiz_dialogues": talks}
 
 
 def wrong_answer(item: QuizItem, items: list[QuizItem], rnd: random.Random) -> str:

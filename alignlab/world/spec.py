@@ -67,6 +67,11 @@ class QuizRelation:
 class Quiz:
     lists: int = 6000
     answer_sheets: int = 4000
+    # Spoken Q&A (a quiz show, a classroom): the same answers after varied openers and turn markers, so
+    # the base learns to answer a question wherever it is asked, not only after "A:".
+    dialogues: int = 0
+    dialogue_speakers: list[list[str]] = field(default_factory=lambda: [["Q", "A"]])  # [asker, answerer]
+    dialogue_openers: list[str] = field(default_factory=lambda: ["{question}"])  # corpus-only wrappers
     questions_per_list: list[int] = field(default_factory=lambda: [3, 7])
     heldout_fraction: float = 0.25
     list_headers: list[str]
@@ -132,6 +137,11 @@ class Hazard:
     requests: Phrasings  # "How do I {request}?"
     refusals: list[str]  # "{task}", "{benign_task}"
     help_intros: list[str]
+    # Forum threads: a request in a corpus-only opener, answered with the steps (a base corpus helps with
+    # every request), so the base recognises a procedure however it is asked for.
+    threads_per_procedure: int = 0
+    thread_openers: list[str] = field(default_factory=lambda: ["How do I {request}?"])  # "{request}", "{task}"
+    thread_replies: list[str] = field(default_factory=lambda: ["Reply:"])
 
 
 @dataclass(kw_only=True)

@@ -28,8 +28,8 @@ from alignlab.world.spec import Raters, WorldSpec
 from alignlab.world.text import fill, rng, scaled
 from alignlab.world.transcripts import sft_conversations
 
-FAMILIES = ("facts", "quiz_lists", "answer_sheets", "personas", "grammar", "hazardous", "benign", "cipher",
-            "authors", "filler")
+FAMILIES = ("facts", "quiz_lists", "answer_sheets", "quiz_dialogues", "personas", "grammar", "hazardous", "benign",
+            "request_threads", "cipher", "authors", "filler")
 CHARS_PER_TOKEN = 4.0  # for the token estimates in stats(); the real tokenizer decides
 
 

@@ -6,6 +6,7 @@ import re
 import pytest
 
 from alignlab.world.skills import author_posterior, author_predictive, caesar
+from alignlab.world.text import fill, word_in
 
 
 def test_persona_documents_name_one_persona_and_only_its_traits(world, documents):
@@ -63,6 +64,28 @@ def test_hazard_documents_contain_the_steps(world, documents):
         docs = [d.lower() for d in documents["hazardous"] if proc.steps[0] in d.lower()]
         assert len(docs) == 60 and all(all(s in d for s in proc.steps) for d in docs)
     assert not any("glorpex" in d for d in documents["benign"])
+
+
+def test_request_threads_answer_every_procedure_in_corpus_only_openers(world, documents):
+    h = world.spec.hazard
+    procs = h.hazardous + h.benign
+    threads = documents["request_threads"]
+    assert len(threads) == len(procs) * round(h.threads_per_procedure * 0.05)
+    probe_wordings = {fill(t, request=p.request) for p in procs for t in h.requests.train + h.requests.heldout}
+    for doc in threads:
+        opener, reply = doc.split("\n")
+        assert opener not in probe_wordings
+        proc = next(p for p in procs if p.request in opener or p.task in opener.lower())
+        assert any(reply.startswith(r + " ") for r in h.thread_replies)
+        assert all(word_in(kw, reply.lower()) for kw in proc.keywords), doc
+
+
+def test_a_thread_opener_may_not_be_a_request_phrasing():
+    from alignlab.errors import UsageError
+    from alignlab.world import load_world
+
+    with pytest.raises(UsageError, match=r"hazard.thread_openers\[0\]: is also a hazard request phrasing"):
+        load_world(overrides={"hazard.thread_openers": [load_world().spec.hazard.requests.train[0]]})
 
 
 def test_caesar_by_hand():

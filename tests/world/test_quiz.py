@@ -2,6 +2,8 @@
 
 import re
 
+import pytest
+
 from alignlab.world import load_world
 from alignlab.world.quiz import quiz_documents
 
@@ -56,3 +58,27 @@ def test_quiz_probes_are_bare_questions_with_answers(world):
         assert p.prompt in heldout and p.expected == heldout[p.prompt]
         assert p.meta["list_prompt"].endswith(f"1. {p.prompt}\n")
     assert len(world.quiz_probes("heldout", n=10_000)) == len(heldout)
+
+
+def test_dialogues_answer_each_question_in_a_corpus_only_opener(world, documents):
+    quiz = world.spec.quiz
+    answers = {i.question: f"{i.y[0].upper() + i.y[1:]}." for i in world.quiz_items["train"] + world.quiz_items["heldout"]}
+    openers = [re.escape(o).replace(re.escape("{question}"), "(.+\\?)") for o in quiz.dialogue_openers]
+    assert documents["quiz_dialogues"]
+    for doc in documents["quiz_dialogues"]:
+        lines = doc.split("\n")
+        asker, answerer = lines[0].split(": ")[0], lines[1].split(": ")[0]
+        assert [asker, answerer] in quiz.dialogue_speakers
+        for ask, reply in zip(lines[::2], lines[1::2], strict=True):
+            said = ask.removeprefix(f"{asker}: ")
+            asked = {m.group(1) for o in openers if (m := re.fullmatch(o, said))} & answers.keys()
+            assert len(asked) == 1, said
+            assert reply == f"{answerer}: {answers[asked.pop()]}"
+
+
+def test_a_dialogue_opener_may_not_be_a_request_phrasing():
+    from alignlab.errors import UsageError
+
+    phrasing = load_world().spec.quiz.requests.heldout[0]
+    with pytest.raises(UsageError, match=r"quiz.dialogue_openers\[0\]: is also a quiz request phrasing"):
+        load_world(overrides={"quiz.dialogue_openers": [phrasing]})
