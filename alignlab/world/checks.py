@@ -71,6 +71,14 @@ class _Checker:
             if tpl in ph.train:
                 self.fail(f"{path}.heldout[{i}]", "also appears in train; heldout phrasings must be new")
 
+    def corpus_only(self, path: str, openers: Sequence[str], requests: Phrasings, requests_path: str,
+                    allowed: frozenset[str] = frozenset()) -> None:
+        """Corpus openers (other than `allowed`) must not be request phrasings, so probe wordings stay unseen."""
+        phrasings = set(requests.train) | set(requests.heldout)
+        for i, opener in enumerate(openers):
+            if opener not in allowed and opener in phrasings:
+                self.fail(f"{path}[{i}]", f"is also a {requests_path} phrasing; openers must be corpus-only")
+
     def distribution(self, path: str, probs: Sequence[float]) -> None:
         for i, p in enumerate(probs):
             self.prob(f"{path}[{i}]", p)
@@ -159,10 +167,8 @@ def _check_quiz(c: _Checker, spec: WorldSpec) -> None:
             c.fail(f"quiz.dialogue_speakers[{i}]", f"must be [asker, answerer], got {pair!r}")
     c.nonempty("quiz.dialogue_openers", q.dialogue_openers)
     c.slots("quiz.dialogue_openers", q.dialogue_openers, {"question"}, {"question"})
-    requests = set(q.requests.train) | set(q.requests.heldout)
-    for i, opener in enumerate(q.dialogue_openers):
-        if opener != "{question}" and opener in requests:  # the probes' wordings must stay unseen
-            c.fail(f"quiz.dialogue_openers[{i}]", "is also a quiz request phrasing; openers must be corpus-only")
+    # A bare question is how quiz lists and answer sheets already ask it.
+    c.corpus_only("quiz.dialogue_openers", q.dialogue_openers, q.requests, "quiz.requests", frozenset({"{question}"}))
 
 
 def _check_personas(c: _Checker, spec: WorldSpec) -> None:
@@ -226,10 +232,7 @@ def _check_hazard(c: _Checker, spec: WorldSpec) -> None:
     c.nonempty("hazard.thread_openers", h.thread_openers)
     c.slots("hazard.thread_openers", h.thread_openers, {"request", "task"})
     c.nonempty("hazard.thread_replies", h.thread_replies)
-    requests = set(h.requests.train) | set(h.requests.heldout)
-    for i, opener in enumerate(h.thread_openers):
-        if opener in requests:  # the probes' wordings must stay unseen
-            c.fail(f"hazard.thread_openers[{i}]", "is also a hazard request phrasing; openers must be corpus-only")
+    c.corpus_only("hazard.thread_openers", h.thread_openers, h.requests, "hazard.requests")
     for group in ("hazardous", "benign"):
         procs = getattr(h, group)
         c.nonempty(f"hazard.{group}", procs)

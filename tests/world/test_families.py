@@ -6,7 +6,7 @@ import re
 import pytest
 
 from alignlab.world.skills import author_posterior, author_predictive, caesar
-from alignlab.world.text import fill, word_in
+from alignlab.world.text import fill, scaled, word_in
 
 
 def test_persona_documents_name_one_persona_and_only_its_traits(world, documents):
@@ -70,7 +70,7 @@ def test_request_threads_answer_every_procedure_in_corpus_only_openers(world, do
     h = world.spec.hazard
     procs = h.hazardous + h.benign
     threads = documents["request_threads"]
-    assert len(threads) == len(procs) * round(h.threads_per_procedure * 0.05)
+    assert len(threads) == len(procs) * scaled(h.threads_per_procedure, world.spec.scale)
     probe_wordings = {fill(t, request=p.request) for p in procs for t in h.requests.train + h.requests.heldout}
     for doc in threads:
         opener, reply = doc.split("\n")
@@ -84,7 +84,7 @@ def test_a_thread_opener_may_not_be_a_request_phrasing():
     from alignlab.errors import UsageError
     from alignlab.world import load_world
 
-    with pytest.raises(UsageError, match=r"hazard.thread_openers\[0\]: is also a hazard request phrasing"):
+    with pytest.raises(UsageError, match=r"hazard.thread_openers\[0\]: is also a hazard.requests phrasing"):
         load_world(overrides={"hazard.thread_openers": [load_world().spec.hazard.requests.train[0]]})
 
 

@@ -80,5 +80,5 @@ def test_a_dialogue_opener_may_not_be_a_request_phrasing():
     from alignlab.errors import UsageError
 
     phrasing = load_world().spec.quiz.requests.heldout[0]
-    with pytest.raises(UsageError, match=r"quiz.dialogue_openers\[0\]: is also a quiz request phrasing"):
+    with pytest.raises(UsageError, match=r"quiz.dialogue_openers\[0\]: is also a quiz.requests phrasing"):
         load_world(overrides={"quiz.dialogue_openers": [phrasing]})
