@@ -40,18 +40,43 @@ from torch import nn
 __all__ = ["FusedLlama"]
 
 _STATIC_ROPE_TYPES = ("default", "linear", "llama3", "yarn")
+# MKL's packed GEMM (internal ops, present in x86 CPU builds of torch); without them decode uses `mm`.
+_MKL_PACKING = torch.backends.mkl.is_available() and hasattr(torch.ops.mkl, "_mkl_linear")
+
+
+class _Projection:
+    """x (N, in) → x·Wᵀ (N, out) [+ residual] from one weight W (out, in), no bias.
+
+    Decode steps always have `rows` token rows, so there the weight is used in MKL's packed-GEMM layout
+    (`cblas_sgemm_pack`, the form inductor's CPU freezing uses): at 32 rows on the AMX Xeon it ran the
+    bench model's projections 1.2-1.6x faster than `mm` on the same weight, with bit-identical output.
+    Other row counts (the prefill) use `mm` on a transposed view.
+    """
+
+    def __init__(self, weight: torch.Tensor, rows: int) -> None:
+        self.weight = weight
+        self.rows = rows
+        self.packed = torch.ops.mkl._mkl_reorder_linear_weight(weight, rows) if _MKL_PACKING else None
+
+    def __call__(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        if self.packed is not None and x.shape[0] == self.rows:
+            y = torch.ops.mkl._mkl_linear(x, self.packed, self.weight, None, self.rows)
+            return y if residual is None else y.add_(residual)
+        if residual is None:
+            return torch.mm(x, self.weight.t())
+        return torch.addmm(residual, x, self.weight.t())  # residual folded into the GEMM
 
 
 @dataclass
 class _Layer:
-    """One decoder layer's weights, transposed to (in, out) so `mm`/`addmm` run without a `t()` per call."""
+    """One decoder layer's norms and projections."""
 
     ln_attn: torch.Tensor  # (C,)
-    w_qkv_t: torch.Tensor  # (C, (Hq + 2·Hkv)·D), q and k columns permuted to interleaved RoPE pairs
-    w_o_t: torch.Tensor  # (Hq·D, C)
+    qkv: _Projection  # → (Hq + 2·Hkv)·D, q and k rows permuted to interleaved RoPE pairs
+    o: _Projection  # Hq·D → C
     ln_mlp: torch.Tensor  # (C,)
-    w_gate_up_t: torch.Tensor  # (C, 2·I)
-    w_down_t: torch.Tensor  # (I, C)
+    gate_up: _Projection  # C → 2·I
+    down: _Projection  # I → C
 
 
 def _interleave_rows(w: torch.Tensor, n_heads: int, head_dim: int) -> torch.Tensor:
@@ -127,8 +152,8 @@ class FusedLlama:
         self.rotary = inner.rotary_emb
         self.embed = inner.embed_tokens.weight  # (V, C)
         self.norm = inner.norm.weight
-        self.head_t = model.lm_head.weight.t()  # (C, V), a view: tied embeddings stay tied
-        self.layers = [self._pack(layer) for layer in inner.layers]
+        self.head = _Projection(model.lm_head.weight, batch)
+        self.layers = [self._pack(layer, batch) for layer in inner.layers]
         shape = (batch, self.n_kv, max_len, self.head_dim)
         self.k_cache = [torch.zeros(shape) for _ in self.layers]
         self.v_cache = [torch.zeros(shape) for _ in self.layers]
@@ -136,7 +161,7 @@ class FusedLlama:
         self.rope: torch.Tensor | None = None  # (B, max_len, 1, D/2) complex, set by prefill
         self.key_mask: torch.Tensor | None = None  # (B, 1, 1, max_len) additive, None = no padding
 
-    def _pack(self, layer: nn.Module) -> _Layer:
+    def _pack(self, layer: nn.Module, rows: int) -> _Layer:
         attn, mlp, d = layer.self_attn, layer.mlp, self.head_dim
         w_qkv = torch.cat(
             [
@@ -147,11 +172,11 @@ class FusedLlama:
         )
         return _Layer(
             ln_attn=layer.input_layernorm.weight,
-            w_qkv_t=w_qkv.t(),
-            w_o_t=attn.o_proj.weight.t(),
+            qkv=_Projection(w_qkv, rows),
+            o=_Projection(attn.o_proj.weight, rows),
             ln_mlp=layer.post_attention_layernorm.weight,
-            w_gate_up_t=torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).t(),
-            w_down_t=mlp.down_proj.weight.t(),
+            gate_up=_Projection(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]), rows),
+            down=_Projection(mlp.down_proj.weight, rows),
         )
 
     def _set_positions(self, attention_mask: torch.Tensor) -> None:
@@ -173,18 +198,18 @@ class FusedLlama:
     def _block(self, x: torch.Tensor, lw: _Layer, rope: torch.Tensor, attend) -> torch.Tensor:
         """One decoder layer on token rows x (N, C); `attend(q, k, v)` → (N, Hq·D) owns the cache."""
         hq, hkv, d = self.n_heads, self.n_kv, self.head_dim
-        qkv = torch.mm(_rms_norm(x, lw.ln_attn, self.eps), lw.w_qkv_t)  # (N, (Hq + 2·Hkv)·D)
+        qkv = lw.qkv(_rms_norm(x, lw.ln_attn, self.eps))  # (N, (Hq + 2·Hkv)·D)
         n_qk = (hq + hkv) * d
         qk = torch.view_as_complex(qkv[:, :n_qk].unflatten(-1, (hq + hkv, d // 2, 2)))  # (N, Hq+Hkv, D/2)
         qk = torch.view_as_real(qk * rope).flatten(-2)  # RoPE; (N, Hq + Hkv, D)
         a = attend(qk[:, :hq], qk[:, hq:], qkv[:, n_qk:].unflatten(-1, (hkv, d)))
-        x = torch.addmm(x, a, lw.w_o_t)  # residual folded into the GEMM
-        gate_up = torch.mm(_rms_norm(x, lw.ln_mlp, self.eps), lw.w_gate_up_t)  # (N, 2·I)
-        inter = lw.w_down_t.shape[0]
-        return torch.addmm(x, F.silu(gate_up[:, :inter]) * gate_up[:, inter:], lw.w_down_t)
+        x = lw.o(a, residual=x)
+        gate_up = lw.gate_up(_rms_norm(x, lw.ln_mlp, self.eps))  # (N, 2·I)
+        inter = lw.down.weight.shape[1]
+        return lw.down(F.silu(gate_up[:, :inter]) * gate_up[:, inter:], residual=x)
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.mm(_rms_norm(x, self.norm, self.eps), self.head_t)
+        return self.head(_rms_norm(x, self.norm, self.eps))
 
     @torch.inference_mode()
     def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
