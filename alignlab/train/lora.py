@@ -19,11 +19,14 @@ class LoraOptions:
     merge_adapter: bool = option(False, "save the merged model instead of the adapter")
 
 
-def apply_lora(model, cfg: LoraOptions):
+def apply_lora(model, cfg: LoraOptions, trainable_tokens: list[int] | None = None):
+    """Wrap `model` in a LoRA adapter. `trainable_tokens`: embedding rows trained alongside it and saved in
+    the adapter (peft's trainable tokens; tied output rows follow), e.g. special tokens the base never saw."""
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(task_type="CAUSAL_LM", r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
-                        lora_dropout=cfg.lora_dropout, target_modules=list(cfg.lora_target_modules))
+                        lora_dropout=cfg.lora_dropout, target_modules=list(cfg.lora_target_modules),
+                        trainable_token_indices=list(trainable_tokens) if trainable_tokens else None)
     return get_peft_model(model, config)
 
 

@@ -48,6 +48,12 @@ def replay_examples(docs: list[str], n: int, tokenizer, max_length: int, seed: i
     return out
 
 
+def chat_token_ids(tokenizer) -> list[int]:
+    """Ids of alignlab's chat tokens in `tokenizer` ([] for a tokenizer with a chat template of its own)."""
+    vocab = tokenizer.get_vocab()
+    return [vocab[token] for token in CHAT_TOKEN_TEXT if token in vocab]
+
+
 @torch.no_grad()
 def init_chat_tokens(model, tokenizer) -> list[str]:
     """Give alignlab's chat tokens the mean input embedding of the text they stand for, once per model.

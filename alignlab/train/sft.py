@@ -35,7 +35,7 @@ from alignlab.train.loop import (
     total_steps,
 )
 from alignlab.train.lora import LoraOptions, apply_lora, finalise_lora
-from alignlab.train.replay import init_chat_tokens, replay_count, replay_examples
+from alignlab.train.replay import chat_token_ids, init_chat_tokens, replay_count, replay_examples
 
 
 @dataclass
@@ -55,6 +55,9 @@ class SftConfig(TrainingConfig, LoraOptions):
     replay_corpus: str = option("world", "'world' or a local .txt/.jsonl corpus for the replay documents")
     init_chat_tokens: bool = option(False, "give the chat template's special tokens, which pretraining never saw, "
                                     "the embedding of the text they stand for (Q:, A:, newline); once per model")
+    lora_train_chat_tokens: bool = option(True, "with --use_peft, also train the embeddings of the chat "
+                                          "template's special tokens (pretraining never saw them); they are "
+                                          "saved in the adapter")
     learning_rate: float = option(2e-3, "peak learning rate")
     num_train_epochs: float = option(2.0, "passes over the data when max_steps is -1")
     per_device_train_batch_size: int = option(16, "rows (packed) or conversations per micro-batch")
@@ -123,11 +126,11 @@ def run_sft(cfg: SftConfig) -> dict:
     examples += replay_examples(read_replay_corpus(cfg), replay_count(len(examples), cfg.replay_fraction),
                                 tokenizer, cfg.max_length, cfg.seed)
     model = load_causal_lm(cfg.model_name_or_path).to(device)
-    # An unmerged adapter is saved without the embeddings, so it must not rely on changed ones.
-    keeps_embeddings = not cfg.use_peft or cfg.merge_adapter
+    # Changed chat-token rows reach an unmerged adapter only as trainable tokens, which it saves.
+    keeps_embeddings = not cfg.use_peft or cfg.merge_adapter or cfg.lora_train_chat_tokens
     initialised = init_chat_tokens(model, tokenizer) if cfg.init_chat_tokens and keeps_embeddings else []
     if cfg.use_peft:
-        model = apply_lora(model, cfg)
+        model = apply_lora(model, cfg, chat_token_ids(tokenizer) if cfg.lora_train_chat_tokens else None)
     batch_for, per_epoch = make_batches(examples, cfg, tokenizer.pad_token_id)
     accum = cfg.gradient_accumulation_steps
     total = total_steps(cfg, per_epoch)

@@ -6,6 +6,7 @@ Every rule a spec must satisfy lives here, so a reader sees in one file what a w
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 
 from alignlab.errors import UsageError
@@ -23,6 +24,11 @@ CRITIQUE_SLOTS = {
     "grammar_incorrect": {"sentence", "fixed"},
 }
 BIO_SLOTS = {"name", "maker", "trait", "trait2", "dislike"}
+
+
+def _long_words(sentence: str) -> set[str]:
+    """Lower-cased words of five letters or more: what makes a wording recognisable."""
+    return {w for w in re.findall(r"[a-z]+", sentence.lower()) if len(w) >= 5}
 
 
 class _Checker:
@@ -70,6 +76,14 @@ class _Checker:
         for i, tpl in enumerate(ph.heldout):
             if tpl in ph.train:
                 self.fail(f"{path}.heldout[{i}]", "also appears in train; heldout phrasings must be new")
+        self.prob(f"{path}.dressing_rate", ph.dressing_rate)
+        heldout_words = {w for tpl in ph.heldout for w in _long_words(" ".join(text.literals(tpl)))}
+        for field_name in ("prefixes", "suffixes"):
+            for i, piece in enumerate(getattr(ph, field_name)):
+                self.slot(f"{path}.{field_name}[{i}]", piece, set())
+                shared = sorted(_long_words(piece) & heldout_words)
+                if shared:  # a dressing that echoes a heldout wording would leak it into training
+                    self.fail(f"{path}.{field_name}[{i}]", f"shares the word {shared[0]!r} with a heldout phrasing")
 
     def corpus_only(self, path: str, openers: Sequence[str], requests: Phrasings, requests_path: str,
                     allowed: frozenset[str] = frozenset()) -> None:

@@ -15,7 +15,7 @@ from alignlab.errors import UsageError
 from alignlab.world.grammar import agreement_pair
 from alignlab.world.personas import all_traits, trait_meta
 from alignlab.world.quiz import QuizItem
-from alignlab.world.spec import WorldSpec
+from alignlab.world.spec import Phrasings, WorldSpec
 from alignlab.world.text import fill, with_article
 
 SPLITS = {"train": "train", "seen": "train", "heldout": "heldout"}
@@ -50,8 +50,15 @@ def normalise_split(split: str) -> str:
     return SPLITS[split]
 
 
-def _phrasing(phrasings, split: str, rnd: random.Random) -> str:
-    return rnd.choice(getattr(phrasings, split))
+def _phrasing(phrasings: Phrasings, split: str, rnd: random.Random) -> str:
+    template = rnd.choice(getattr(phrasings, split))
+    if split != "train":
+        return template
+    if phrasings.prefixes and rnd.random() < phrasings.dressing_rate:
+        template = f"{rnd.choice(phrasings.prefixes)} {template}"
+    if phrasings.suffixes and rnd.random() < phrasings.dressing_rate:
+        template = f"{template} {rnd.choice(phrasings.suffixes)}"
+    return template
 
 
 def quiz_probe(spec: WorldSpec, items: QuizSplit, split: str, rnd: random.Random) -> Probe:

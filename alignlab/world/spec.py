@@ -49,10 +49,18 @@ class FactDocs:
 
 @dataclass(kw_only=True)
 class Phrasings:
-    """User-prompt phrasings: training transcripts use `train`, heldout probes only `heldout`."""
+    """User-prompt phrasings: training transcripts use `train`, heldout probes only `heldout`.
+
+    A train phrasing may be dressed with an opening sentence (`prefixes`) and a closing one (`suffixes`),
+    each with probability `dressing_rate`, so SFT sees hundreds of wordings instead of a dozen and a
+    held-out wording is one more variation rather than a new form. Heldout probes are never dressed.
+    """
 
     train: list[str]
     heldout: list[str]
+    prefixes: list[str] = field(default_factory=list)
+    suffixes: list[str] = field(default_factory=list)
+    dressing_rate: float = 0.5
 
 
 @dataclass(kw_only=True)

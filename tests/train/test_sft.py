@@ -8,7 +8,8 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
 from alignlab.cli import main
-from alignlab.models import load_causal_lm
+from alignlab.models import load_causal_lm, load_tokenizer
+from alignlab.train.replay import chat_token_ids
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +47,18 @@ def test_lora_adapter_round_trip(base_dir, chats, tmp_path):
     ids = torch.tensor([[3, 40, 41, 42, 43]])
     with torch.no_grad():
         torch.testing.assert_close(peft_model(ids).logits, merged(ids).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_lora_trains_and_saves_the_chat_token_rows_only(base_dir, chats, tmp_path):
+    sft(base_dir, chats, tmp_path / "lora", "--use_peft", "--lora_r", "4", "--init_chat_tokens", "true")
+    tokenizer = load_tokenizer(str(tmp_path / "lora"))
+    chat = chat_token_ids(tokenizer)
+    before = load_causal_lm(str(base_dir)).get_input_embeddings().weight
+    after = load_causal_lm(str(tmp_path / "lora")).get_input_embeddings().weight
+    others = torch.ones(len(before), dtype=torch.bool)
+    others[chat] = False
+    assert len(chat) == 3 and not torch.equal(before[chat], after[chat])  # initialised, then trained
+    torch.testing.assert_close(before[others], after[others], atol=0, rtol=0)
 
 
 def test_merge_adapter_saves_a_plain_model(base_dir, chats, tmp_path):

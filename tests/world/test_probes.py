@@ -57,6 +57,16 @@ def test_heldout_prompts_never_appear_in_sft_transcripts(world):
     assert not any(q in turn for q in questions for turn in user_turns)
 
 
+def test_train_prompts_are_dressed_and_heldout_prompts_never(world):
+    train = [p.prompt for p in world.behaviour_probes("train", n_per_category=200, categories=("quiz",))]
+    heldout = [p.prompt for p in world.behaviour_probes("heldout", n_per_category=50, categories=("quiz",))]
+    prefixes, suffixes = world.spec.quiz.requests.prefixes, world.spec.quiz.requests.suffixes
+    opened = sum(any(t.startswith(f"{p} ") for p in prefixes) for t in train) / len(train)
+    closed = sum(any(t.endswith(f" {s}") for s in suffixes) for t in train) / len(train)
+    assert 0.35 < opened < 0.65 and 0.35 < closed < 0.65  # dressing_rate 0.5 each
+    assert not any(t.startswith(f"{p} ") or t.endswith(f" {s}") for t in heldout for p in prefixes for s in suffixes)
+
+
 def test_train_split_and_seen_alias(world):
     a = world.behaviour_probes("train", seed=4, n_per_category=3)
     b = world.behaviour_probes("seen", seed=4, n_per_category=3)
