@@ -110,10 +110,11 @@ def test_skip_ties_drops_pairs_the_rater_scores_equally():
 
 def test_prompts_keep_every_category_share_by_repeating():
     cfg = PreferencesConfig(categories=["hazardous", "quiz"], n_prompts=60)
-    probes = world_prompts(load_world(), cfg)
+    undressed = load_world(overrides={"hazard.requests.prefixes": [], "hazard.requests.suffixes": []})
+    probes = world_prompts(undressed, cfg)
     assert [p.category for p in probes[:4]] == ["hazardous", "quiz", "hazardous", "quiz"]
     hazardous = [p.prompt for p in probes if p.category == "hazardous"]
-    assert len(hazardous) == 30 and len(set(hazardous)) == 24  # the default world's 24 distinct ones, repeated
+    assert len(hazardous) == 30 and len(set(hazardous)) == 24  # 2 procedures x 12 phrasings, repeated
 
 
 def test_heldout_keys():
