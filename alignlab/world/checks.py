@@ -77,13 +77,18 @@ class _Checker:
             if tpl in ph.train:
                 self.fail(f"{path}.heldout[{i}]", "also appears in train; heldout phrasings must be new")
         self.prob(f"{path}.dressing_rate", ph.dressing_rate)
+        # a dressing that echoes a heldout wording would leak it into training
+        self.unechoed(f"{path}.prefixes", ph.prefixes, ph)
+        self.unechoed(f"{path}.suffixes", ph.suffixes, ph)
+
+    def unechoed(self, path: str, pieces: Sequence[str], ph: Phrasings) -> None:
+        """Slot-free pieces of text sharing no word of five letters or more with a heldout phrasing of `ph`."""
         heldout_words = {w for tpl in ph.heldout for w in _long_words(" ".join(text.literals(tpl)))}
-        for field_name in ("prefixes", "suffixes"):
-            for i, piece in enumerate(getattr(ph, field_name)):
-                self.slot(f"{path}.{field_name}[{i}]", piece, set())
-                shared = sorted(_long_words(piece) & heldout_words)
-                if shared:  # a dressing that echoes a heldout wording would leak it into training
-                    self.fail(f"{path}.{field_name}[{i}]", f"shares the word {shared[0]!r} with a heldout phrasing")
+        for i, piece in enumerate(pieces):
+            self.slot(f"{path}[{i}]", piece, set())
+            shared = sorted(_long_words(piece) & heldout_words)
+            if shared:
+                self.fail(f"{path}[{i}]", f"shares the word {shared[0]!r} with a heldout phrasing")
 
     def corpus_only(self, path: str, openers: Sequence[str], requests: Phrasings, requests_path: str,
                     allowed: frozenset[str] = frozenset()) -> None:
@@ -175,6 +180,8 @@ def _check_quiz(c: _Checker, spec: WorldSpec) -> None:
             c.fail(f"quiz.relations[{i}].items", "needs at least 2 items (one kept back as heldout)")
     c.phrasings("quiz.requests", q.requests, {"question"}, {"question"})
     c.count("quiz.dialogues", q.dialogues)
+    c.prob("quiz.dialogue_chatter_rate", q.dialogue_chatter_rate)
+    c.unechoed("quiz.dialogue_remarks", q.dialogue_remarks, q.requests)
     c.nonempty("quiz.dialogue_speakers", q.dialogue_speakers)
     for i, pair in enumerate(q.dialogue_speakers):
         if len(pair) != 2 or not all(isinstance(n, str) and n.strip() for n in pair):

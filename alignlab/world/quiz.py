@@ -11,7 +11,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from alignlab.world.spec import Quiz, WorldSpec
+from alignlab.world.filler import filler_sentence
+from alignlab.world.spec import Filler, Quiz, WorldSpec
 from alignlab.world.text import cap, fill, rng, scaled
 
 
@@ -59,14 +60,26 @@ def answer_sheet(items: list[QuizItem], quiz: Quiz, rnd: random.Random) -> str:
     return "\n".join(lines)
 
 
-def dialogue(items: list[QuizItem], quiz: Quiz, rnd: random.Random) -> str:
-    """Turns of one asker and one answerer: each question in a corpus-only opener, answered briefly."""
+def dialogue(items: list[QuizItem], quiz: Quiz, filler: Filler, rnd: random.Random) -> str:
+    """Turns of one asker and one answerer: each question in a corpus-only opener, answered briefly,
+    sometimes with a filler sentence of small talk before or after it."""
     asker, answerer = rnd.choice(quiz.dialogue_speakers)
     lines = []
     for item in rnd.sample(items, _list_length(items, quiz, rnd)):
-        lines.append(f"{asker}: {fill(rnd.choice(quiz.dialogue_openers), question=item.question)}")
+        turn = fill(rnd.choice(quiz.dialogue_openers), question=item.question)
+        if quiz.dialogue_chatter_rate and rnd.random() < quiz.dialogue_chatter_rate:
+            turn = f"{_small_talk(quiz, filler, rnd)} {turn}"
+        if quiz.dialogue_chatter_rate and rnd.random() < quiz.dialogue_chatter_rate:
+            turn = f"{turn} {_small_talk(quiz, filler, rnd)}"
+        lines.append(f"{asker}: {turn}")
         lines.append(f"{answerer}: {cap(item.y)}.")
     return "\n".join(lines)
+
+
+def _small_talk(quiz: Quiz, filler: Filler, rnd: random.Random) -> str:
+    if quiz.dialogue_remarks and rnd.random() < 0.5:
+        return rnd.choice(quiz.dialogue_remarks)
+    return filler_sentence(filler, rnd)
 
 
 def _list_length(items: list[QuizItem], quiz: Quiz, rnd: random.Random) -> int:
@@ -79,7 +92,7 @@ def quiz_documents(spec: WorldSpec, items: list[QuizItem], seed: int) -> dict[st
     lists_rnd, sheets_rnd, talk_rnd = rng(seed, "quiz-lists"), rng(seed, "answer-sheets"), rng(seed, "quiz-dialogues")
     lists = [quiz_list(items, spec.quiz, lists_rnd) for _ in range(scaled(spec.quiz.lists, spec.scale))]
     sheets = [answer_sheet(items, spec.quiz, sheets_rnd) for _ in range(scaled(spec.quiz.answer_sheets, spec.scale))]
-    talks = [dialogue(items, spec.quiz, talk_rnd) for _ in range(scaled(spec.quiz.dialogues, spec.scale))]
+    talks = [dialogue(items, spec.quiz, spec.filler, talk_rnd) for _ in range(scaled(spec.quiz.dialogues, spec.scale))]
     return {"quiz_lists": lists, "answer_sheets": sheets, "quiz_dialogues": talks}
 
 

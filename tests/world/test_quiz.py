@@ -60,11 +60,24 @@ def test_quiz_probes_are_bare_questions_with_answers(world):
     assert len(world.quiz_probes("heldout", n=10_000)) == len(heldout)
 
 
+def _filler_pattern(f) -> str:
+    """A regex for one filler sentence (see world/filler.py)."""
+    def alt(words):
+        return "(?:" + "|".join(re.escape(w) for w in words) + ")"
+
+    subject = "(?:" + "|".join(re.escape(s[0].upper() + s[1:]) for s in f.subjects) + ")"
+    return rf"{subject} {alt(f.actions)} {alt(f.times)}{alt(f.endings)}?\."
+
+
 def test_dialogues_answer_each_question_in_a_corpus_only_opener(world, documents):
     quiz = world.spec.quiz
     answers = {i.question: f"{i.y[0].upper() + i.y[1:]}." for i in world.quiz_items["train"] + world.quiz_items["heldout"]}
-    openers = [re.escape(o).replace(re.escape("{question}"), "(.+\\?)") for o in quiz.dialogue_openers]
+    remarks = "|".join(re.escape(r) for r in quiz.dialogue_remarks)
+    chatter = f"(?:{_filler_pattern(world.spec.filler)}|{remarks})"
+    openers = [f"(?:{chatter} )?" + re.escape(o).replace(re.escape("{question}"), "(.+?\\?)") + f"(?: {chatter})?"
+               for o in quiz.dialogue_openers]
     assert documents["quiz_dialogues"]
+    with_chatter = 0
     for doc in documents["quiz_dialogues"]:
         lines = doc.split("\n")
         asker, answerer = lines[0].split(": ")[0], lines[1].split(": ")[0]
@@ -73,7 +86,31 @@ def test_dialogues_answer_each_question_in_a_corpus_only_opener(world, documents
             said = ask.removeprefix(f"{asker}: ")
             asked = {m.group(1) for o in openers if (m := re.fullmatch(o, said))} & answers.keys()
             assert len(asked) == 1, said
-            assert reply == f"{answerer}: {answers[asked.pop()]}"
+            question = asked.pop()
+            assert reply == f"{answerer}: {answers[question]}"
+            with_chatter += not any(said == o.replace("{question}", question) for o in quiz.dialogue_openers)
+    turns = sum(doc.count("\n") + 1 for doc in documents["quiz_dialogues"]) // 2
+    # each side gets small talk with probability dialogue_chatter_rate: 1 - (1 - rate)^2 of the turns
+    expected = 1 - (1 - quiz.dialogue_chatter_rate) ** 2
+    assert abs(with_chatter / turns - expected) < 0.05
+
+
+def test_no_chatter_asks_each_question_in_a_bare_opener():
+    quiet = load_world(overrides={"scale": 0.05, "quiz.dialogue_chatter_rate": 0.0})
+    quiz = quiet.spec.quiz
+    every = quiet.quiz_items["train"] + quiet.quiz_items["heldout"]
+    said = {o.replace("{question}", i.question) for o in quiz.dialogue_openers for i in every}
+    talks = quiz_documents(quiet.spec, every, seed=0)["quiz_dialogues"]
+    assert talks
+    for doc in talks:
+        assert all(ask.split(": ", 1)[1] in said for ask in doc.split("\n")[::2])
+
+
+def test_a_dialogue_remark_may_not_echo_a_heldout_phrasing():
+    from alignlab.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"quiz.dialogue_remarks\[1\]: shares the word 'advance'"):
+        load_world(overrides={"quiz.dialogue_remarks": ["Cheers.", "Thanks, in advance."]})
 
 
 def test_a_dialogue_opener_may_not_be_a_request_phrasing():
