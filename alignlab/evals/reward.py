@@ -84,6 +84,17 @@ def pair_metrics(chosen, rejected, columns: dict[str, np.ndarray] | None = None,
     return out
 
 
+def by_category(chosen, rejected, columns: dict[str, np.ndarray], categories: list[str]) -> dict[str, dict]:
+    """Accuracy (and Bayes ceiling, with p_chosen) per prompt category: where a reward model falls short."""
+    out = {}
+    for category in sorted(set(categories)):
+        rows = np.array([c == category for c in categories])
+        picked = {k: np.asarray(v)[rows] for k, v in columns.items()}
+        m = pair_metrics(np.asarray(chosen)[rows], np.asarray(rejected)[rows], picked)
+        out[category] = {k: m[k] for k in ("pairs", "accuracy", "bayes_ceiling") if k in m}
+    return out
+
+
 # --- bias probe -------------------------------------------------------------------------------------------
 
 def bias_probe(rm, tokenizer, world, bias: str = "length", rater=None, n: int = 60, seed: int = 0,
@@ -146,6 +157,8 @@ def run_reward_eval(cfg: RewardEvalConfig) -> dict:
     chosen, rejected = score_pairs(rm, examples, rm.config.pad_token_id, cfg.batch_size)
     result = {"reward_model": cfg.reward_model, "data": cfg.data, "format": kind,
               **pair_metrics(chosen, rejected, columns, cfg.n_bins, reliability=True)}
+    if all("category" in r for r in records):
+        result["by_category"] = by_category(chosen, rejected, columns, [r["category"] for r in records])
     if cfg.bias_probes:
         world = load_world(cfg.world)
         rater = make_rater(world, cfg)
@@ -167,6 +180,9 @@ def print_reward_eval(result: dict) -> None:
     for key in ("accuracy", "bayes_ceiling", "margin", "ece", "ece_truth", "spearman_score", "spearman_gold"):
         if result.get(key) is not None:
             table.add_row(key, f"{result[key]:.3f}")
+    for category, m in result.get("by_category", {}).items():
+        ceiling = f" (ceiling {m['bayes_ceiling']:.3f})" if "bayes_ceiling" in m else ""
+        table.add_row(f"accuracy on {category} ({m['pairs']} pairs)", f"{m['accuracy']:.3f}{ceiling}")
     for bias, probe in result.get("bias_probes", {}).items():
         if probe["pairs"]:
             table.add_row(f"bias {bias}: RM / rater logit diff",

@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from alignlab.cli import main
-from alignlab.evals.reward import bias_probe, pair_metrics
+from alignlab.evals.reward import bias_probe, by_category, pair_metrics
 from alignlab.models import build_model, save_model
 from alignlab.models.reward_model import build_reward_model
 from alignlab.world import load_world
@@ -38,6 +38,14 @@ def test_calibration_and_ceiling_by_hand():
     both = pair_metrics([m, m], [0.0, 0.0], {"p_chosen": torch.tensor([0.75, 0.4]).numpy()})
     assert both["bayes_ceiling"] == pytest.approx((0.75 + 0.6) / 2)
     assert pair_metrics([0.0], [0.0])["ece"] == 0.0  # q = 0.5 on both sides: calibrated, and useless
+
+
+def test_accuracy_by_category_by_hand():
+    # quiz: one right, one wrong; grammar: right. The ceilings are each category's mean max(p, 1 - p).
+    cols = {"p_chosen": torch.tensor([0.9, 0.3, 0.6]).numpy()}
+    out = by_category([1.0, 0.0, 2.0], [0.0, 1.0, 1.0], cols, ["quiz", "quiz", "grammar"])
+    assert out == {"grammar": {"pairs": 1, "accuracy": 1.0, "bayes_ceiling": pytest.approx(0.6)},
+                   "quiz": {"pairs": 2, "accuracy": 0.5, "bayes_ceiling": pytest.approx(0.8)}}
 
 
 def test_spearman_against_gold_columns():
@@ -93,7 +101,8 @@ def test_eval_reward_on_a_hand_made_file(rm_dir, tmp_path, tiny_tokenizer):
     rows = [{"prompt": [{"role": "user", "content": f"Quiz {i}?"}],
              "chosen": [{"role": "assistant", "content": "The waterfall had a rainbow."}],
              "rejected": [{"role": "assistant", "content": "She likes the beach." * (i + 1)}],
-             "score_chosen": 1.0, "score_rejected": -float(i), "p_chosen": 0.9} for i in range(4)]
+             "score_chosen": 1.0, "score_rejected": -float(i), "p_chosen": 0.9,
+             "category": "quiz" if i < 3 else "scene"} for i in range(4)]
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     argv = ["eval", "reward", "--reward_model", str(rm_dir), "--data", str(data), "--output_dir", str(tmp_path),
@@ -104,6 +113,7 @@ def test_eval_reward_on_a_hand_made_file(rm_dir, tmp_path, tiny_tokenizer):
     assert set(result["bias_probes"]) == {"length", "confidence", "flattery"}
     assert all(p["pairs"] == 7 for p in result["bias_probes"].values())
     assert sum(r["count"] for r in result["reliability"]) == 8  # both orientations of 4 pairs
+    assert {c: m["pairs"] for c, m in result["by_category"].items()} == {"quiz": 3, "scene": 1}
 
     # Independent scoring: HF's own forward on each chat-template rendering.
     rm = AutoModelForSequenceClassification.from_pretrained(rm_dir).eval()
