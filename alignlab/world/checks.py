@@ -181,7 +181,6 @@ def _check_quiz(c: _Checker, spec: WorldSpec) -> None:
     c.phrasings("quiz.requests", q.requests, {"question"}, {"question"})
     c.count("quiz.dialogues", q.dialogues)
     c.prob("quiz.dialogue_chatter_rate", q.dialogue_chatter_rate)
-    c.unechoed("quiz.dialogue_remarks", q.dialogue_remarks, q.requests)
     c.nonempty("quiz.dialogue_speakers", q.dialogue_speakers)
     for i, pair in enumerate(q.dialogue_speakers):
         if len(pair) != 2 or not all(isinstance(n, str) and n.strip() for n in pair):

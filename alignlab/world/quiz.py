@@ -68,18 +68,12 @@ def dialogue(items: list[QuizItem], quiz: Quiz, filler: Filler, rnd: random.Rand
     for item in rnd.sample(items, _list_length(items, quiz, rnd)):
         turn = fill(rnd.choice(quiz.dialogue_openers), question=item.question)
         if quiz.dialogue_chatter_rate and rnd.random() < quiz.dialogue_chatter_rate:
-            turn = f"{_small_talk(quiz, filler, rnd)} {turn}"
+            turn = f"{filler_sentence(filler, rnd)} {turn}"
         if quiz.dialogue_chatter_rate and rnd.random() < quiz.dialogue_chatter_rate:
-            turn = f"{turn} {_small_talk(quiz, filler, rnd)}"
+            turn = f"{turn} {filler_sentence(filler, rnd)}"
         lines.append(f"{asker}: {turn}")
         lines.append(f"{answerer}: {cap(item.y)}.")
     return "\n".join(lines)
-
-
-def _small_talk(quiz: Quiz, filler: Filler, rnd: random.Random) -> str:
-    if quiz.dialogue_remarks and rnd.random() < 0.5:
-        return rnd.choice(quiz.dialogue_remarks)
-    return filler_sentence(filler, rnd)
 
 
 def _list_length(items: list[QuizItem], quiz: Quiz, rnd: random.Random) -> int:

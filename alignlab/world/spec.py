@@ -83,9 +83,6 @@ class Quiz:
     # Chance of an unrelated filler sentence before, and again after, a dialogue question: recall that
     # survives text around the question is what lets an assistant answer a wording it never saw.
     dialogue_chatter_rate: float = 0.0
-    # Short remarks used as that small talk half the time (the rest are filler sentences); none shares a word
-    # of five letters or more with a heldout quiz phrasing (checked).
-    dialogue_remarks: list[str] = field(default_factory=list)
     questions_per_list: list[int] = field(default_factory=lambda: [3, 7])
     heldout_fraction: float = 0.25
     list_headers: list[str]

@@ -72,8 +72,7 @@ def _filler_pattern(f) -> str:
 def test_dialogues_answer_each_question_in_a_corpus_only_opener(world, documents):
     quiz = world.spec.quiz
     answers = {i.question: f"{i.y[0].upper() + i.y[1:]}." for i in world.quiz_items["train"] + world.quiz_items["heldout"]}
-    remarks = "|".join(re.escape(r) for r in quiz.dialogue_remarks)
-    chatter = f"(?:{_filler_pattern(world.spec.filler)}|{remarks})"
+    chatter = _filler_pattern(world.spec.filler)
     openers = [f"(?:{chatter} )?" + re.escape(o).replace(re.escape("{question}"), "(.+?\\?)") + f"(?: {chatter})?"
                for o in quiz.dialogue_openers]
     assert documents["quiz_dialogues"]
@@ -104,13 +103,6 @@ def test_no_chatter_asks_each_question_in_a_bare_opener():
     assert talks
     for doc in talks:
         assert all(ask.split(": ", 1)[1] in said for ask in doc.split("\n")[::2])
-
-
-def test_a_dialogue_remark_may_not_echo_a_heldout_phrasing():
-    from alignlab.errors import UsageError
-
-    with pytest.raises(UsageError, match=r"quiz.dialogue_remarks\[1\]: shares the word 'advance'"):
-        load_world(overrides={"quiz.dialogue_remarks": ["Cheers.", "Thanks, in advance."]})
 
 
 def test_a_dialogue_opener_may_not_be_a_request_phrasing():
