@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from alignlab.config import option
+from alignlab.errors import UsageError
 
+EMBEDDING = "embed_tokens"  # as a target module, peft also saves the whole embedding matrix with the adapter
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -24,6 +26,9 @@ def apply_lora(model, cfg: LoraOptions, trainable_tokens: list[int] | None = Non
     the adapter (peft's trainable tokens; tied output rows follow), e.g. special tokens the base never saw."""
     from peft import LoraConfig, get_peft_model
 
+    if trainable_tokens and EMBEDDING in cfg.lora_target_modules:
+        raise UsageError(f"--lora_target_modules: {EMBEDDING} gets a LoRA adapter of its own, which adapts the "
+                         "chat-token rows too; add --lora_train_chat_tokens false")
     config = LoraConfig(task_type="CAUSAL_LM", r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
                         lora_dropout=cfg.lora_dropout, target_modules=list(cfg.lora_target_modules),
                         trainable_token_indices=list(trainable_tokens) if trainable_tokens else None)

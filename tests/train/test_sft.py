@@ -61,6 +61,25 @@ def test_lora_trains_and_saves_the_chat_token_rows_only(base_dir, chats, tmp_pat
     torch.testing.assert_close(before[others], after[others], atol=0, rtol=0)
 
 
+def test_lora_on_the_embedding_saves_it_with_the_initialised_chat_rows(base_dir, chats, tmp_path):
+    targets = "q_proj,v_proj,embed_tokens"
+    sft(base_dir, chats, tmp_path / "emb", "--use_peft", "--lora_r", "4", "--lora_target_modules", targets,
+        "--lora_train_chat_tokens", "false", "--init_chat_tokens", "true")
+    chat = chat_token_ids(load_tokenizer(str(tmp_path / "emb")))
+    before = load_causal_lm(str(base_dir)).get_input_embeddings().weight
+    after = load_causal_lm(str(tmp_path / "emb")).get_input_embeddings().weight
+    assert not torch.equal(before[chat], after[chat])
+    assert not torch.equal(before, after)  # the low-rank update reaches every row
+
+
+def test_lora_on_the_embedding_and_trainable_chat_rows_is_a_usage_error(base_dir, chats, tmp_path, capsys):
+    argv = ["sft", "--model_name_or_path", str(base_dir), "--dataset", str(chats), "--output_dir",
+            str(tmp_path / "x"), "--use_peft", "--lora_target_modules", "q_proj,embed_tokens", "--quiet"]
+    assert main(argv) == 2
+    assert "add --lora_train_chat_tokens false" in capsys.readouterr().err
+    assert not (tmp_path / "x" / "adapter_config.json").exists()
+
+
 def test_merge_adapter_saves_a_plain_model(base_dir, chats, tmp_path):
     sft(base_dir, chats, tmp_path / "merged", "--use_peft", "--merge_adapter")
     assert (tmp_path / "merged" / "model.safetensors").is_file()
