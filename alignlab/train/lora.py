@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from alignlab.config import option
 from alignlab.errors import UsageError
 
-EMBEDDING = "embed_tokens"  # as a target module, peft also saves the whole embedding matrix with the adapter
+EMBEDDING = "embed_tokens"
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -26,6 +26,10 @@ def apply_lora(model, cfg: LoraOptions, trainable_tokens: list[int] | None = Non
     the adapter (peft's trainable tokens; tied output rows follow), e.g. special tokens the base never saw."""
     from peft import LoraConfig, get_peft_model
 
+    if EMBEDDING in cfg.lora_target_modules and model.config.tie_word_embeddings:
+        # trained on the input side only, but merged into the tied output rows too: garbage after merging
+        raise UsageError(f"--lora_target_modules: {EMBEDDING} cannot take a LoRA adapter in this model, whose "
+                         "input and output embeddings are tied; leave it out")
     if trainable_tokens and EMBEDDING in cfg.lora_target_modules:
         raise UsageError(f"--lora_target_modules: {EMBEDDING} gets a LoRA adapter of its own, which adapts the "
                          "chat-token rows too; add --lora_train_chat_tokens false")

@@ -34,7 +34,7 @@ from alignlab.train.loop import (
     set_threads,
     total_steps,
 )
-from alignlab.train.lora import EMBEDDING, LoraOptions, apply_lora, finalise_lora
+from alignlab.train.lora import LoraOptions, apply_lora, finalise_lora
 from alignlab.train.replay import chat_token_ids, init_chat_tokens, replay_count, replay_examples
 
 
@@ -126,10 +126,8 @@ def run_sft(cfg: SftConfig) -> dict:
     examples += replay_examples(read_replay_corpus(cfg), replay_count(len(examples), cfg.replay_fraction),
                                 tokenizer, cfg.max_length, cfg.seed)
     model = load_causal_lm(cfg.model_name_or_path).to(device)
-    # Changed chat-token rows reach an unmerged adapter only as trainable tokens or with a LoRA-adapted
-    # embedding, both of which it saves.
-    keeps_embeddings = (not cfg.use_peft or cfg.merge_adapter or cfg.lora_train_chat_tokens
-                        or EMBEDDING in cfg.lora_target_modules)
+    # Changed chat-token rows reach an unmerged adapter only as trainable tokens, which it saves.
+    keeps_embeddings = not cfg.use_peft or cfg.merge_adapter or cfg.lora_train_chat_tokens
     initialised = init_chat_tokens(model, tokenizer) if cfg.init_chat_tokens and keeps_embeddings else []
     if cfg.use_peft:
         model = apply_lora(model, cfg, chat_token_ids(tokenizer) if cfg.lora_train_chat_tokens else None)

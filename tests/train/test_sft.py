@@ -1,6 +1,7 @@
 """SFT stage: full and LoRA runs, adapter save/load round trip, merged save, packed vs padded."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -61,23 +62,28 @@ def test_lora_trains_and_saves_the_chat_token_rows_only(base_dir, chats, tmp_pat
     torch.testing.assert_close(before[others], after[others], atol=0, rtol=0)
 
 
-def test_lora_on_the_embedding_saves_it_with_the_initialised_chat_rows(base_dir, chats, tmp_path):
-    targets = "q_proj,v_proj,embed_tokens"
-    sft(base_dir, chats, tmp_path / "emb", "--use_peft", "--lora_r", "4", "--lora_target_modules", targets,
-        "--lora_train_chat_tokens", "false", "--init_chat_tokens", "true")
-    chat = chat_token_ids(load_tokenizer(str(tmp_path / "emb")))
-    before = load_causal_lm(str(base_dir)).get_input_embeddings().weight
-    after = load_causal_lm(str(tmp_path / "emb")).get_input_embeddings().weight
-    assert not torch.equal(before[chat], after[chat])
-    assert not torch.equal(before, after)  # the low-rank update reaches every row
-
-
-def test_lora_on_the_embedding_and_trainable_chat_rows_is_a_usage_error(base_dir, chats, tmp_path, capsys):
+def test_a_lora_on_a_tied_embedding_is_refused_with_a_reason(base_dir, chats, tmp_path, capsys):
+    # A LoRA delta on a tied embedding trains the input side only but is merged into the output rows too.
+    assert AutoModelForCausalLM.from_pretrained(base_dir).config.tie_word_embeddings
     argv = ["sft", "--model_name_or_path", str(base_dir), "--dataset", str(chats), "--output_dir",
-            str(tmp_path / "x"), "--use_peft", "--lora_target_modules", "q_proj,embed_tokens", "--quiet"]
+            str(tmp_path / "x"), "--use_peft", "--lora_target_modules", "q_proj,embed_tokens", "--quiet",
+            "--lora_train_chat_tokens", "false"]
     assert main(argv) == 2
-    assert "add --lora_train_chat_tokens false" in capsys.readouterr().err
+    assert "input and output embeddings are tied" in capsys.readouterr().err
     assert not (tmp_path / "x" / "adapter_config.json").exists()
+
+
+def test_a_lora_on_an_untied_embedding_trains_the_chat_rows_itself(base_dir, chats, tmp_path, capsys):
+    untied = tmp_path / "untied"
+    shutil.copytree(base_dir, untied)
+    model = AutoModelForCausalLM.from_pretrained(base_dir, tie_word_embeddings=False)
+    model.save_pretrained(untied)
+    common = ["--use_peft", "--lora_r", "4", "--lora_target_modules", "q_proj,embed_tokens"]
+    argv = ["sft", "--model_name_or_path", str(untied), "--dataset", str(chats), "--output_dir",
+            str(tmp_path / "x"), "--quiet", *common]
+    assert main(argv) == 2 and "add --lora_train_chat_tokens false" in capsys.readouterr().err
+    sft(untied, chats, tmp_path / "ok", *common, "--lora_train_chat_tokens", "false")
+    assert (tmp_path / "ok" / "adapter_config.json").is_file()
 
 
 def test_merge_adapter_saves_a_plain_model(base_dir, chats, tmp_path):
