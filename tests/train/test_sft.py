@@ -73,7 +73,7 @@ def test_a_lora_on_a_tied_embedding_is_refused_with_a_reason(base_dir, chats, tm
     assert not (tmp_path / "x" / "adapter_config.json").exists()
 
 
-def test_a_lora_on_an_untied_embedding_trains_the_chat_rows_itself(base_dir, chats, tmp_path, capsys):
+def test_a_lora_on_an_untied_embedding_trains_when_the_chat_rows_are_left_to_it(base_dir, chats, tmp_path, capsys):
     untied = tmp_path / "untied"
     shutil.copytree(base_dir, untied)
     model = AutoModelForCausalLM.from_pretrained(base_dir, tie_word_embeddings=False)
