@@ -86,11 +86,11 @@ def pair_metrics(chosen, rejected, columns: dict[str, np.ndarray] | None = None,
 
 def by_category(chosen, rejected, columns: dict[str, np.ndarray], categories: list[str]) -> dict[str, dict]:
     """Accuracy (and Bayes ceiling, with p_chosen) per prompt category: where a reward model falls short."""
+    chosen, rejected, labels = np.asarray(chosen), np.asarray(rejected), np.asarray(categories)
     out = {}
     for category in sorted(set(categories)):
-        rows = np.array([c == category for c in categories])
-        picked = {k: np.asarray(v)[rows] for k, v in columns.items()}
-        m = pair_metrics(np.asarray(chosen)[rows], np.asarray(rejected)[rows], picked)
+        rows = labels == category
+        m = pair_metrics(chosen[rows], rejected[rows], {k: np.asarray(v)[rows] for k, v in columns.items()})
         out[category] = {k: m[k] for k in ("pairs", "accuracy", "bayes_ceiling") if k in m}
     return out
 

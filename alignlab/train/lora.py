@@ -26,13 +26,14 @@ def apply_lora(model, cfg: LoraOptions, trainable_tokens: list[int] | None = Non
     the adapter (peft's trainable tokens; tied output rows follow), e.g. special tokens the base never saw."""
     from peft import LoraConfig, get_peft_model
 
-    if EMBEDDING in cfg.lora_target_modules and model.config.tie_word_embeddings:
-        # trained on the input side only, but merged into the tied output rows too: garbage after merging
-        raise UsageError(f"--lora_target_modules: {EMBEDDING} cannot take a LoRA adapter in this model, whose "
-                         "input and output embeddings are tied; leave it out")
-    if trainable_tokens and EMBEDDING in cfg.lora_target_modules:
-        raise UsageError(f"--lora_target_modules: {EMBEDDING} gets a LoRA adapter of its own, which adapts the "
-                         "chat-token rows too; add --lora_train_chat_tokens false")
+    if EMBEDDING in cfg.lora_target_modules:
+        if model.config.tie_word_embeddings:
+            # trained on the input side only, but merged into the tied output rows too: garbage after merging
+            raise UsageError(f"--lora_target_modules: {EMBEDDING} cannot take a LoRA adapter in this model, whose "
+                             "input and output embeddings are tied; leave it out")
+        if trainable_tokens:
+            raise UsageError(f"--lora_target_modules: {EMBEDDING} gets a LoRA adapter of its own, which adapts "
+                             "the chat-token rows too; add --lora_train_chat_tokens false")
     config = LoraConfig(task_type="CAUSAL_LM", r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
                         lora_dropout=cfg.lora_dropout, target_modules=list(cfg.lora_target_modules),
                         trainable_token_indices=list(trainable_tokens) if trainable_tokens else None)

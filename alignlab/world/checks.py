@@ -77,18 +77,13 @@ class _Checker:
             if tpl in ph.train:
                 self.fail(f"{path}.heldout[{i}]", "also appears in train; heldout phrasings must be new")
         self.prob(f"{path}.dressing_rate", ph.dressing_rate)
-        # a dressing that echoes a heldout wording would leak it into training
-        self.unechoed(f"{path}.prefixes", ph.prefixes, ph)
-        self.unechoed(f"{path}.suffixes", ph.suffixes, ph)
-
-    def unechoed(self, path: str, pieces: Sequence[str], ph: Phrasings) -> None:
-        """Slot-free pieces of text sharing no word of five letters or more with a heldout phrasing of `ph`."""
         heldout_words = {w for tpl in ph.heldout for w in _long_words(" ".join(text.literals(tpl)))}
-        for i, piece in enumerate(pieces):
-            self.slot(f"{path}[{i}]", piece, set())
-            shared = sorted(_long_words(piece) & heldout_words)
-            if shared:
-                self.fail(f"{path}[{i}]", f"shares the word {shared[0]!r} with a heldout phrasing")
+        for field_name in ("prefixes", "suffixes"):
+            for i, piece in enumerate(getattr(ph, field_name)):
+                self.slot(f"{path}.{field_name}[{i}]", piece, set())
+                shared = sorted(_long_words(piece) & heldout_words)
+                if shared:  # a dressing that echoes a heldout wording would leak it into training
+                    self.fail(f"{path}.{field_name}[{i}]", f"shares the word {shared[0]!r} with a heldout phrasing")
 
     def corpus_only(self, path: str, openers: Sequence[str], requests: Phrasings, requests_path: str,
                     allowed: frozenset[str] = frozenset()) -> None:
