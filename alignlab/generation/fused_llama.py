@@ -22,8 +22,9 @@ sides share them. `torch.compile` of the decode step was tried: ~90 s to compile
 faster per step here (complex RoPE falls back to eager), so it is not used.
 
 Deliberately left out (those models take the generic HF path in `hf_decoder.py`): biases, activations
-other than SiLU, non-fp32 dtypes, length-dependent RoPE ("dynamic", "longrope"), adapters (peft LoRA
-layers are not `nn.Linear`), and any class other than the stock Llama ones; `FusedLlama.supports(model)`
+other than SiLU, weights stored in anything but fp32 (bf16 *compute* is a constructor option),
+length-dependent RoPE ("dynamic", "longrope"), adapters (peft LoRA layers are not `nn.Linear`), and any
+class other than the stock Llama ones; `FusedLlama.supports(model)`
 checks. Weights are re-packed from the live parameters at construction (~8 MB copied, 2-4 ms for the
 bench model), so a policy just updated in place by an optimiser step is sampled with its current weights.
 """
@@ -45,25 +46,31 @@ _MKL_PACKING = torch.backends.mkl.is_available() and hasattr(torch.ops.mkl, "_mk
 
 
 class _Projection:
-    """x (N, in) → x·Wᵀ (N, out) [+ residual] from one weight W (out, in), no bias.
+    """x (N, in) → x·Wᵀ (N, out) [+ residual] from one weight W (out, in), no bias, in W's dtype.
 
-    Decode steps always have `rows` token rows, so there the weight is used in MKL's packed-GEMM layout
-    (`cblas_sgemm_pack`, the form inductor's CPU freezing uses): at 32 rows on the AMX Xeon it ran the
-    bench model's projections 1.2-1.6x faster than `mm` on the same weight, with bit-identical output.
-    Other row counts (the prefill) use `mm` on a transposed view.
+    fp32: decode steps always have `rows` token rows, so there the weight is used in MKL's packed-GEMM
+    layout (`cblas_sgemm_pack`, the form inductor's CPU freezing uses): at 32 rows on the AMX Xeon it ran
+    the bench model's projections 1.2-1.6x faster than `mm` on the same weight, with bit-identical output.
+    Other row counts (the prefill) use `mm` on a transposed view. bf16: W is a bf16 copy made once, so no
+    step pays autocast's per-call cast of the fp32 weight; the input is cast to bf16 and a residual stays
+    in its own dtype (fp32, as under autocast, where the residual stream is never cast down).
     """
 
-    def __init__(self, weight: torch.Tensor, rows: int) -> None:
-        self.weight = weight
+    def __init__(self, weight: torch.Tensor, rows: int, dtype: torch.dtype = torch.float32) -> None:
+        self.weight = weight.to(dtype)
         self.rows = rows
-        self.packed = torch.ops.mkl._mkl_reorder_linear_weight(weight, rows) if _MKL_PACKING else None
+        packable = _MKL_PACKING and dtype == torch.float32
+        self.packed = torch.ops.mkl._mkl_reorder_linear_weight(weight, rows) if packable else None
 
     def __call__(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         if self.packed is not None and x.shape[0] == self.rows:
             y = torch.ops.mkl._mkl_linear(x, self.packed, self.weight, None, self.rows)
             return y if residual is None else y.add_(residual)
+        x = x.to(self.weight.dtype)
         if residual is None:
             return torch.mm(x, self.weight.t())
+        if residual.dtype != x.dtype:
+            return residual + torch.mm(x, self.weight.t())  # fp32 + bf16 → fp32, as autocast adds
         return torch.addmm(residual, x, self.weight.t())  # residual folded into the GEMM
 
 
@@ -103,11 +110,14 @@ def _is_plain_linear(module: object) -> bool:
 
 
 class FusedLlama:
-    """Prefill + one-token decode steps for a stock `LlamaForCausalLM`, fp32, with its own static KV cache.
+    """Prefill + one-token decode steps for a stock fp32 `LlamaForCausalLM`, with its own static KV cache.
 
     Usage: `dec = FusedLlama(model, batch, max_len)`; `logits = dec.prefill(ids, mask)` (left-padded
     prompts, mask 1 = real token); then `logits = dec.decode(tokens, pos)` where `pos` is the cache column
     of `tokens` (prompt width P for the first new token, P + 1 for the next, ...). Logits are (B, V) fp32.
+
+    `dtype=torch.bfloat16` computes what the model computes under bf16 autocast: projections, attention and
+    the KV cache in bf16 (weights cast once, here), norms, RoPE and the residual stream in fp32.
     """
 
     @staticmethod
@@ -143,8 +153,13 @@ class FusedLlama:
         return type(inner.layers[0].mlp.act_fn).__name__ in ("SiLU", "SiLUActivation")
 
     @torch.inference_mode()
-    def __init__(self, model: nn.Module, batch: int, max_len: int) -> None:
+    def __init__(
+        self, model: nn.Module, batch: int, max_len: int, dtype: torch.dtype = torch.float32
+    ) -> None:
+        if dtype not in (torch.float32, torch.bfloat16):
+            raise ValueError(f"FusedLlama computes in float32 or bfloat16, not {dtype}")
         cfg, inner = model.config, model.model
+        self.dtype = dtype
         self.n_heads = cfg.num_attention_heads
         self.n_kv = cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
@@ -152,11 +167,11 @@ class FusedLlama:
         self.rotary = inner.rotary_emb
         self.embed = inner.embed_tokens.weight  # (V, C)
         self.norm = inner.norm.weight
-        self.head = _Projection(model.lm_head.weight, batch)
+        self.head = _Projection(model.lm_head.weight, batch, dtype)
         self.layers = [self._pack(layer, batch) for layer in inner.layers]
         shape = (batch, self.n_kv, max_len, self.head_dim)
-        self.k_cache = [torch.zeros(shape) for _ in self.layers]
-        self.v_cache = [torch.zeros(shape) for _ in self.layers]
+        self.k_cache = [torch.zeros(shape, dtype=dtype) for _ in self.layers]
+        self.v_cache = [torch.zeros(shape, dtype=dtype) for _ in self.layers]
         self.batch, self.max_len = batch, max_len
         self.rope: torch.Tensor | None = None  # (B, max_len, 1, D/2) complex, set by prefill
         self.key_mask: torch.Tensor | None = None  # (B, 1, 1, max_len) additive, None = no padding
@@ -172,11 +187,11 @@ class FusedLlama:
         )
         return _Layer(
             ln_attn=layer.input_layernorm.weight,
-            qkv=_Projection(w_qkv, rows),
-            o=_Projection(attn.o_proj.weight, rows),
+            qkv=_Projection(w_qkv, rows, self.dtype),
+            o=_Projection(attn.o_proj.weight, rows, self.dtype),
             ln_mlp=layer.post_attention_layernorm.weight,
-            gate_up=_Projection(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]), rows),
-            down=_Projection(mlp.down_proj.weight, rows),
+            gate_up=_Projection(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]), rows, self.dtype),
+            down=_Projection(mlp.down_proj.weight, rows, self.dtype),
         )
 
     def _set_positions(self, attention_mask: torch.Tensor) -> None:
@@ -192,7 +207,7 @@ class FusedLlama:
         if bool(attention_mask.all()):
             self.key_mask = None
         else:
-            self.key_mask = torch.zeros(b, 1, 1, self.max_len)
+            self.key_mask = torch.zeros(b, 1, 1, self.max_len, dtype=self.dtype)
             self.key_mask.masked_fill_((full == 0).view(b, 1, 1, -1), float("-inf"))
 
     def _block(self, x: torch.Tensor, lw: _Layer, rope: torch.Tensor, attend) -> torch.Tensor:
@@ -200,8 +215,9 @@ class FusedLlama:
         hq, hkv, d = self.n_heads, self.n_kv, self.head_dim
         qkv = lw.qkv(_rms_norm(x, lw.ln_attn, self.eps))  # (N, (Hq + 2·Hkv)·D)
         n_qk = (hq + hkv) * d
-        qk = torch.view_as_complex(qkv[:, :n_qk].unflatten(-1, (hq + hkv, d // 2, 2)))  # (N, Hq+Hkv, D/2)
-        qk = torch.view_as_real(qk * rope).flatten(-2)  # RoPE; (N, Hq + Hkv, D)
+        # RoPE in fp32 (a no-op view at fp32), as under autocast, where HF's fp32 cos/sin upcast q and k
+        qk = torch.view_as_complex(qkv[:, :n_qk].float().unflatten(-1, (hq + hkv, d // 2, 2)))
+        qk = torch.view_as_real(qk * rope).flatten(-2).to(self.dtype)  # (N, Hq + Hkv, D)
         a = attend(qk[:, :hq], qk[:, hq:], qkv[:, n_qk:].unflatten(-1, (hkv, d)))
         x = lw.o(a, residual=x)
         gate_up = lw.gate_up(_rms_norm(x, lw.ln_mlp, self.eps))  # (N, 2·I)
@@ -209,7 +225,7 @@ class FusedLlama:
         return lw.down(F.silu(gate_up[:, :inter]) * gate_up[:, inter:], residual=x)
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(_rms_norm(x, self.norm, self.eps))
+        return self.head(_rms_norm(x, self.norm, self.eps)).float()
 
     @torch.inference_mode()
     def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -220,7 +236,7 @@ class FusedLlama:
         allowed = torch.ones(p, p, dtype=torch.bool).tril() & (
             attention_mask.bool()[:, None, :] | torch.eye(p, dtype=torch.bool)
         )  # (B, P, P)
-        mask = torch.zeros(b, 1, p, p).masked_fill_(~allowed[:, None], float("-inf"))
+        mask = torch.zeros(b, 1, p, p, dtype=self.dtype).masked_fill_(~allowed[:, None], float("-inf"))
 
         def attend(i: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
             # q (B·P, Hq, D), k and v (B·P, Hkv, D) → (B·P, Hq·D)

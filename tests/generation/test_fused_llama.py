@@ -52,6 +52,32 @@ def test_prefill_and_decode_logits_equal_hf_forward(model, ragged_prompts):
         logits = dec.decode(nxt[:, 0], p + step)
 
 
+def test_bf16_compute_follows_hf_under_bf16_autocast(model, ragged_prompts):
+    # Same function as the model under bf16 autocast, to bf16 rounding; and visibly not the fp32 one.
+    ids, mask = left_pad(ragged_prompts, 0)
+    b, p = ids.shape
+    dec = FusedLlama(model, b, p + 3, dtype=torch.bfloat16)
+    assert dec.k_cache[0].dtype == torch.bfloat16
+    logits = dec.prefill(ids, mask)
+    for step in range(3):
+        positions = (mask.cumsum(-1) - 1).clamp_min(0)
+        with torch.no_grad():
+            fp32 = model(ids, attention_mask=mask, position_ids=positions).logits[:, -1]
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                ref = model(ids, attention_mask=mask, position_ids=positions).logits[:, -1].float()
+        assert logits.dtype == torch.float32
+        assert (logits - ref).abs().max() <= 1e-2 * ref.abs().max()
+        assert (logits - fp32).abs().max() > 1e-4
+        nxt = torch.tensor([[11 + step]] * b)
+        ids, mask = torch.cat([ids, nxt], 1), torch.cat([mask, torch.ones(b, 1, dtype=torch.long)], 1)
+        logits = dec.decode(nxt[:, 0], p + step)
+
+
+def test_compute_dtype_is_fp32_or_bf16(model):
+    with pytest.raises(ValueError, match="float32 or bfloat16"):
+        FusedLlama(model, 1, 4, dtype=torch.float16)
+
+
 def test_packing_reads_current_weights(ragged_prompts):
     # A fresh decoder per call sees parameter updates made in place (as an optimiser step does).
     model = tiny_llama()

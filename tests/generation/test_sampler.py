@@ -88,6 +88,48 @@ def test_logprobs_equal_a_fresh_forward(model, ragged_prompts, decoder, cfg):
         assert torch.allclose(out.logprobs[b, :n], expected, atol=1e-4)
 
 
+def hf_greedy_bf16(model, prompts, n):
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        return hf_greedy(model, prompts, n)
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_bf16_greedy_matches_generate_under_bf16_autocast(model, ragged_prompts, decoder):
+    cfg = SamplingConfig(max_new_tokens=16, do_sample=False)
+    out = sample(model, ragged_prompts, cfg, 0, decoder=decoder, dtype=torch.bfloat16)
+    assert out.tokens.tolist() == hf_greedy_bf16(model, ragged_prompts, 16).tolist()
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_bf16_logprobs_equal_a_fresh_bf16_forward(model, ragged_prompts, decoder):
+    out = sample(
+        model,
+        ragged_prompts,
+        SamplingConfig(max_new_tokens=24, seed=3),
+        0,
+        decoder=decoder,
+        dtype=torch.bfloat16,
+    )
+    for b, prompt in enumerate(ragged_prompts):
+        n = int(out.lengths[b])
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            expected = full_forward_logprobs(model, prompt, out.tokens[b, :n].tolist())
+        assert torch.allclose(out.logprobs[b, :n], expected, atol=2e-2)
+
+
+def test_dtype_follows_autocast_unless_given(model, ragged_prompts):
+    cfg = SamplingConfig(max_new_tokens=12, seed=5)
+    fp32, bf16 = (sample(model, ragged_prompts, cfg, 0, dtype=d) for d in (torch.float32, torch.bfloat16))
+    assert not torch.equal(fp32.logprobs, bf16.logprobs)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = sample(model, ragged_prompts, cfg, 0)
+        inside_fp32 = sample(model, ragged_prompts, cfg, 0, dtype=torch.float32)
+    assert torch.equal(inside.logprobs, bf16.logprobs)
+    assert torch.equal(inside_fp32.logprobs, fp32.logprobs)
+    with pytest.raises(UsageError, match="dtype"):
+        sample(model, ragged_prompts, cfg, 0, dtype=torch.float16)
+
+
 def test_stop_tokens_end_rows_and_pad_after(model, ragged_prompts):
     greedy = sample(model, ragged_prompts, SamplingConfig(max_new_tokens=16, do_sample=False), 0).tokens
     stop = int(greedy[0, 4])  # row 0 emits this at step 4 at the latest
