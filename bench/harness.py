@@ -58,6 +58,7 @@ class Clock:
     ends: list[float] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
     logs: list[dict] = field(default_factory=list)  # every row a TRL side logged (not reported)
+    tokens: list[int] = field(default_factory=list)  # real tokens of each step, where a side's steps differ
 
     def begin(self) -> None:
         """Call after the side's imports: `first_step_s` counts loading and data preparation, not imports."""
@@ -210,7 +211,7 @@ def train_trl(trainer, clock: Clock) -> None:
 
 def _result(ctx: Context, isolated: bool) -> dict:
     return {"start": ctx.clock.start, "ends": ctx.clock.ends, "losses": ctx.clock.losses, "checks": ctx.checks,
-            "peak_rss_gib": peak_rss_gib() if isolated else None}
+            "tokens": ctx.clock.tokens, "peak_rss_gib": peak_rss_gib() if isolated else None}
 
 
 def _run_child(module: str, argv: list[str], side: str, workdir: Path, threads: int) -> dict:
@@ -224,14 +225,18 @@ def _run_child(module: str, argv: list[str], side: str, workdir: Path, threads: 
 
 
 def _stats(results: list[dict], plan: dict, args) -> dict:
-    """tokens/s (median over rounds), peak RSS (max), time to the first step end, losses (first round)."""
+    """tokens/s (median over rounds), peak RSS (max), time to the first step end, losses (first round).
+
+    A step's tokens are the plan's, unless the side counted its own (`Clock.tokens`: packed sides, whose
+    steps hold other examples than the plan's batches).
+    """
     w, n = args.warmup, args.steps
     for r in results:
         if len(r["ends"]) != w + n + 1 or len(r["losses"]) != w + n + 1:
             raise RuntimeError(f"a side ran {len(r['ends'])} steps and logged {len(r['losses'])} losses, "
                                f"expected {w + n + 1} of each")
-    tokens = sum(plan["tokens"][w: w + n])
-    rates = [tokens / (r["ends"][w + n - 1] - r["ends"][w - 1]) for r in results]
+    rates = [sum((r.get("tokens") or plan["tokens"])[w: w + n]) / (r["ends"][w + n - 1] - r["ends"][w - 1])
+             for r in results]
     rss = [r["peak_rss_gib"] for r in results if r["peak_rss_gib"] is not None]
     first = results[0]
     return {"tokens_per_s": statistics.median(rates), "peak_rss_gib": max(rss) if rss else None,

@@ -19,7 +19,7 @@ if str(ROOT) not in sys.path:  # `bench` is a top-level folder of the checkout, 
 
 pytest.importorskip("trl")
 
-from bench import bench_dpo, bench_grpo, bench_reward, bench_sft, harness  # noqa: E402
+from bench import bench_dpo, bench_grpo, bench_reward, bench_sft, bench_sft_world, harness  # noqa: E402
 
 MINI = ["--model-size", "mini", "--pairs", "16", "--batch", "4", "--prompt-tokens", "8", "--completion-tokens",
         "16", "--steps", "2", "--warmup", "1", "--rounds", "1", "--threads", "1"]
@@ -64,6 +64,27 @@ def test_grpo_compares_throughput_on_full_length_rollouts(capsys):
     check_row(row, isolated=False)
     # Different samplers draw different completions, so only their lengths are compared, not the losses.
     assert 0 < row["ours_completion_length"] <= 16 and 0 < row["trl_completion_length"] <= 16
+
+
+def test_sft_on_world_conversations_compares_packed_and_unpacked_sides_on_their_own_tokens(capsys):
+    argv = ["--pairs", "24", "--batch", "2", "--steps", "2", "--warmup", "1", "--rounds", "1", "--threads", "1",
+            "--in-process"]
+    rows = bench_sft_world.main(argv)
+    assert [r["trl_packing"] for r in rows] == [False, True]
+    for row in rows:
+        assert KEYS <= set(row) and row["ours_tokens_per_s"] > 0 and row["trl_tokens_per_s"] > 0
+        # Both tools tokenized the same conversations into the same number of tokens.
+        assert row["ours_conversation_tokens"] == rows[0]["trl_conversation_tokens"] > 0
+
+
+def test_a_side_that_counts_its_own_tokens_is_timed_on_them():
+    import argparse
+
+    args = argparse.Namespace(warmup=1, steps=2)
+    result = {"start": 0.0, "ends": [1.0, 2.0, 3.0, 9.0], "losses": [1.0] * 4, "checks": {}, "peak_rss_gib": None,
+              "tokens": [5, 40, 60, 7]}
+    stats = harness._stats([result], {"tokens": [1, 1, 1, 1]}, args)
+    assert stats["tokens_per_s"] == pytest.approx(100 / 2.0)  # its own 40 + 60 tokens, not the plan's
 
 
 def test_the_timed_window_runs_from_the_last_warm_up_step_to_the_last_timed_step():
