@@ -6,9 +6,8 @@ import sys
 
 from alignlab.train.loop import FAST_BF16
 
-SCRIPTS = ["bench.bench_pretrain", "bench.bench_sampler", "bench.bench_sft", "bench.bench_sft_world", "bench.bench_reward",
-           "bench.bench_dpo",
-           "bench.bench_grpo"]
+SCRIPTS = ["bench.bench_pretrain", "bench.bench_sampler", "bench.bench_sft", "bench.bench_sft_world",
+           "bench.bench_reward", "bench.bench_dpo", "bench.bench_grpo"]
 DTYPE_SCRIPTS = SCRIPTS[1:]  # bench_pretrain times every dtype itself
 
 if __name__ == "__main__":
