@@ -83,6 +83,8 @@ class TrainingConfig(CommonConfig):
     bf16: bool = option(FAST_BF16, "bf16 autocast for forward/backward (fp32 master weights); "
                         "defaults to true only where bf16 runs in hardware (AMX, AVX512-BF16, CUDA)")
     device: str = option("auto", "cpu, cuda, or auto (cuda when available)")
+    torch_compile: bool = option(False, "torch.compile each decoder layer (dynamic shapes): ~15 s of compiling, "
+                                 "then SFT steps measured 27% faster on a 2-core CPU; pays on runs of minutes")
     report_to: str = option("none", "also send every metrics row to TensorBoard (events in output_dir/tensorboard; "
                             "needs the tensorboard package)", ("none", "tensorboard"))
 
@@ -168,6 +170,27 @@ def tensorboard_writer(cfg: TrainingConfig, run: RunDir):
     return SummaryWriter(log_dir=str(run.path / "tensorboard"))
 
 
+def compile_decoder_layers(model: torch.nn.Module) -> int:
+    """`torch.compile` every decoder layer of `model` in place and return how many.
+
+    `nn.Module.compile` leaves parameter names alone, so checkpoints and `save_pretrained` are unchanged; the
+    layers share one code object, so one compiled graph (with dynamic sequence lengths) serves them all.
+    Layers are the children of every `ModuleList` named `layers` (Llama, Mistral, Qwen...) or `h` (GPT-2).
+    """
+    lists = [m for name, m in model.named_modules()
+             if isinstance(m, torch.nn.ModuleList) and name.rsplit(".", 1)[-1] in ("layers", "h")]
+    if not lists:
+        raise UsageError(f"--torch_compile: no decoder layers (a ModuleList named 'layers' or 'h') in "
+                         f"{type(model).__name__}")
+    # Layers differ in an integer attribute (layer_idx, read by the KV cache when evaluating); as a guard it
+    # would compile a graph per layer and soon hit dynamo's recompile limit, falling back to eager.
+    torch._dynamo.config.allow_unspec_int_on_nn_module = True
+    for layers in lists:
+        for layer in layers:
+            layer.compile(dynamic=True)
+    return sum(len(layers) for layers in lists)
+
+
 class TrainLoop:
     """Optimiser, schedule, logging, progress and checkpoints for one training run."""
 
@@ -177,6 +200,8 @@ class TrainLoop:
             raise UsageError("--max_steps: the run has no optimiser steps (empty dataset or max_steps 0)")
         self.cfg, self.model, self.run, self.total_steps = cfg, model, run, total_steps
         self.device = next(model.parameters()).device
+        if getattr(cfg, "torch_compile", False):
+            compile_decoder_layers(model)
         self.optimizer = build_optimizer(model.parameters(), cfg)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg, total_steps))
         self.step = 0

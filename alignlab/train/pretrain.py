@@ -107,7 +107,7 @@ def heldout_loss(model, blocks: torch.Tensor, batch_size: int) -> float:
     total, count = 0.0, 0
     for i in range(0, len(blocks), batch_size):
         batch = blocks[i : i + batch_size].to(model.device)
-        out = model(input_ids=batch, labels=batch)
+        out = model(input_ids=batch, labels=batch, use_cache=False)
         total += out.loss.item() * batch.numel()
         count += batch.numel()
     model.train()
@@ -169,7 +169,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
             idx = batch_indices(len(blocks), step * cfg.gradient_accumulation_steps + micro, batch, cfg.seed)
             x = blocks[idx].to(device)
             with loop.autocast():
-                loss = model(input_ids=x, labels=x).loss
+                loss = model(input_ids=x, labels=x, use_cache=False).loss  # no KV cache to build while training
             loop.backward(loss)
             step_loss += loss.detach() / cfg.gradient_accumulation_steps
         loop.optimizer_step({"loss": step_loss}, tokens=x.numel() * cfg.gradient_accumulation_steps)
