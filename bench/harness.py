@@ -109,6 +109,8 @@ def add_args(parser: argparse.ArgumentParser, learning_rate: float) -> None:
     a("--lr", type=float, default=learning_rate, help="constant learning rate of both sides")
     a("--seed", type=int, default=0)
     a("--dtype", default="fp32", choices=DTYPES, help="both sides: fp32, or bf16 autocast (fp32 master weights)")
+    a("--torch-compile", action="store_true",
+      help="both sides compile: alignlab's --torch_compile (each decoder layer), TRL's torch_compile=True (the model)")
     a("--in-process", action="store_true",
       help="run the sides in this process, one after another (fast, for tests; no per-side peak RSS)")
     a("--side", help=argparse.SUPPRESS)  # set in the child processes
@@ -131,7 +133,7 @@ def ours_options(ctx: Context) -> dict:
                 learning_rate=a.lr, weight_decay=0.0, adam_beta2=0.95, lr_scheduler_type="constant",
                 warmup_ratio=0.0, max_grad_norm=1.0, per_device_train_batch_size=a.batch,
                 gradient_accumulation_steps=1, max_steps=ctx.total_steps, logging_steps=1, save_steps=0,
-                bf16=a.dtype == "bf16", device="cpu")
+                bf16=a.dtype == "bf16", device="cpu", torch_compile=a.torch_compile)
 
 
 def trl_options(ctx: Context) -> dict:
@@ -141,7 +143,8 @@ def trl_options(ctx: Context) -> dict:
                 lr_scheduler_type="constant", max_grad_norm=1.0, per_device_train_batch_size=a.batch,
                 gradient_accumulation_steps=1, max_steps=ctx.total_steps, logging_steps=1, save_strategy="no",
                 eval_strategy="no", report_to=[], bf16=a.dtype == "bf16", fp16=False, activation_checkpointing=False,
-                dataloader_num_workers=0, disable_tqdm=True, use_cpu=True, train_sampling_strategy="sequential")
+                dataloader_num_workers=0, disable_tqdm=True, use_cpu=True, train_sampling_strategy="sequential",
+                torch_compile=a.torch_compile)
 
 
 @contextmanager
@@ -316,10 +319,9 @@ def _compare(script: Script, args, argv: list[str], workdir: Path) -> list[dict]
                 results[name].append(_run_child(script.module, argv, name, workdir, threads))
     stats = {name: _stats(results[name], plan, args) for name in names}
     params = script.matmul_params(args, work) if script.matmul_params else work.matmul_params
-    common = {"bench": script.name, "threads": threads, "model_size": args.model_size,
-              "dtype": args.dtype, "model_params": work.model_params, "matmul_params": params, "pairs": args.pairs,
-              "batch": args.batch,
-              "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds, "isolated": not args.in_process,
+    common = {"bench": script.name, "threads": threads, "model_size": args.model_size, "dtype": args.dtype,
+              "torch_compile": args.torch_compile, "model_params": work.model_params, "matmul_params": params,
+              "pairs": args.pairs, "batch": args.batch, "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds, "isolated": not args.in_process,
               "matmul_peak_gflops": round(peak, 1)}
     rows = []
     for extra, trl_side in script.rows:
