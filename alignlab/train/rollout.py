@@ -132,8 +132,9 @@ def roll_out(cfg: OnlineConfig, policy, tokenizer, prompts: PromptSet, index: li
     sampling = SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                               stop_token_ids=stop_token_ids(tokenizer))
     rows = [prompts.ids[i] for i in index]
-    # Sample at the training dtype: under bf16 the policy being trained is the bf16-autocast one.
-    dtype = torch.bfloat16 if cfg.bf16 else torch.float32
+    # Sample at the training dtype (under bf16 the policy being trained is the bf16-autocast one); evaluations
+    # that roll out (best-of-n) have no training dtype and sample in fp32.
+    dtype = torch.bfloat16 if getattr(cfg, "bf16", False) else torch.float32
     out = sample(policy, rows, sampling, tokenizer.pad_token_id, generator=generator, dtype=dtype)
     completions = [out.tokens[b, : out.lengths[b]].tolist() for b in range(len(rows))]
     # The text a rater reads stops before the stop token, as `generate_text` returns it.
