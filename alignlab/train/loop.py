@@ -84,7 +84,7 @@ class TrainingConfig(CommonConfig):
                         "defaults to true only where bf16 runs in hardware (AMX, AVX512-BF16, CUDA)")
     device: str = option("auto", "cpu, cuda, or auto (cuda when available)")
     torch_compile: bool = option(False, "torch.compile each decoder layer (dynamic shapes): ~15 s of compiling, "
-                                 "then SFT steps measured 27% faster on a 2-core CPU; pays on runs of minutes")
+                                 "then training steps measured 6-26% faster on a 2-core CPU; pays on long runs")
     report_to: str = option("none", "also send every metrics row to TensorBoard (events in output_dir/tensorboard; "
                             "needs the tensorboard package)", ("none", "tensorboard"))
 
