@@ -18,8 +18,8 @@ Steps hold different conversations on each side, so every side counts the real t
 tokens). `--pairs` is the number of conversations. One JSON line per TRL side.
 
     .venv/bin/python -m bench.bench_sft_world
-    .venv/bin/python -m bench.bench_sft_world --model-size mini --pairs 64 --batch 2 --steps 2 --warmup 1 \\
-        --rounds 1 --threads 1 --max-length 256      # a quick look
+    .venv/bin/python -m bench.bench_sft_world --pairs 200 --batch 2 --steps 2 --warmup 1 --rounds 1 \\
+        --threads 1      # a quick look (the mini model's 320-token BPE makes conversations too long)
 """
 
 from __future__ import annotations

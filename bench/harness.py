@@ -321,8 +321,8 @@ def _compare(script: Script, args, argv: list[str], workdir: Path) -> list[dict]
     params = script.matmul_params(args, work) if script.matmul_params else work.matmul_params
     common = {"bench": script.name, "threads": threads, "model_size": args.model_size, "dtype": args.dtype,
               "torch_compile": args.torch_compile, "model_params": work.model_params, "matmul_params": params,
-              "pairs": args.pairs, "batch": args.batch, "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds, "isolated": not args.in_process,
-              "matmul_peak_gflops": round(peak, 1)}
+              "pairs": args.pairs, "batch": args.batch, "steps": args.steps, "warmup": args.warmup,
+              "rounds": args.rounds, "isolated": not args.in_process, "matmul_peak_gflops": round(peak, 1)}
     rows = []
     for extra, trl_side in script.rows:
         rows.append({**common, **extra, **_row(stats["ours"], stats[trl_side], peak, params)})

@@ -24,9 +24,9 @@ faster per step here (complex RoPE falls back to eager), so it is not used.
 Deliberately left out (those models take the generic HF path in `hf_decoder.py`): biases, activations
 other than SiLU, weights stored in anything but fp32 (bf16 *compute* is a constructor option),
 length-dependent RoPE ("dynamic", "longrope"), adapters (peft LoRA layers are not `nn.Linear`), and any
-class other than the stock Llama ones; `FusedLlama.supports(model)`
-checks. Weights are re-packed from the live parameters at construction (~8 MB copied, 2-4 ms for the
-bench model), so a policy just updated in place by an optimiser step is sampled with its current weights.
+class other than the stock Llama ones; `FusedLlama.supports(model)` checks. Weights are re-packed from the
+live parameters at construction (~8 MB copied, 2-4 ms for the bench model), so a policy just updated in
+place by an optimiser step is sampled with its current weights.
 """
 
 from __future__ import annotations
