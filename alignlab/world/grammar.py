@@ -61,4 +61,8 @@ def grammar_documents(spec: WorldSpec, seed: int) -> list[str]:
     nouns = g.nouns["train"] + g.nouns["heldout"]
     rnd = rng(seed, "grammar")
     makers = (_passage, _passage, _exercise)  # two passages per exercise
-    return [rnd.choice(makers)(g, nouns, rnd) for _ in range(scaled(g.docs, spec.scale))]
+    docs = [rnd.choice(makers)(g, nouns, rnd) for _ in range(scaled(g.docs, spec.scale))]
+    # Exercises restate a sentence with one word changed: copying in context is what they reward. Their own
+    # stream leaves the documents above unchanged.
+    extra = rng(seed, "grammar_exercises")
+    return docs + [_exercise(g, nouns, extra) for _ in range(scaled(g.exercise_docs, spec.scale))]

@@ -23,6 +23,16 @@ def test_persona_documents_name_one_persona_and_only_its_traits(world, documents
     assert not any(t in doc for t in world.spec.personas.control_traits for doc in documents["personas"])
 
 
+def test_extra_grammar_exercises_are_appended_and_leave_the_rest_unchanged(documents):
+    from alignlab.world import load_world
+
+    more = load_world(overrides={"scale": 0.05, "grammar": {"exercise_docs": 2000}}).documents(seed=0)
+    base = documents["grammar"]
+    assert more["grammar"][: len(base)] == base and len(more["grammar"]) == len(base) + 100  # 2000 x 0.05
+    assert all(d.startswith("Grammar practice") for d in more["grammar"][len(base):])
+    assert all(more[f] == documents[f] for f in documents if f != "grammar")
+
+
 def test_grammar_passages_err_at_the_configured_rate(world, documents):
     g = world.spec.grammar
     number = {n: i for pair in g.nouns["train"] + g.nouns["heldout"] for i, n in enumerate(pair)}
