@@ -80,6 +80,9 @@ COMMANDS: dict[str, Command] = {
                               "answer vs continue, refusals, tutor honesty: sampled rates with intervals"),
     "eval diversity": Command("alignlab.evals.diversity:run_diversity", "alignlab.evals.diversity:DiversityConfig",
                               "answer entropy and distinct-1/2 of sampled answers to open prompts"),
+    "eval skills": Command("alignlab.evals.skills:run_skills", "alignlab.evals.skills:SkillsConfig",
+                           "in-context copying (a repeated random sequence) and subject-verb agreement by "
+                           "log-prob, no sampling"),
     "eval persona": Command("alignlab.evals.persona:run_persona", "alignlab.evals.persona:PersonaConfig",
                             "which persona traits the model claims: exact P(yes) and sampled rates per trait"),
     "eval proxy_reward": Command("alignlab.evals.proxy_reward:run_proxy_reward",
