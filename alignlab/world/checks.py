@@ -293,6 +293,7 @@ def _check_skills(c: _Checker, spec: WorldSpec) -> None:
         c.distribution(f"authors.authors[{i}].probs", author.probs)
     f = spec.filler
     c.count("filler.docs", f.docs)
+    c.count("filler.repeat_docs", f.repeat_docs)
     c.span("filler.sentences_per_doc", f.sentences_per_doc, low=1)
     c.prob("filler.ending_rate", f.ending_rate)
     for name in ("subjects", "actions", "times", "endings"):

@@ -20,4 +20,10 @@ def filler_documents(spec: WorldSpec, seed: int) -> list[str]:
     for _ in range(scaled(f.docs, spec.scale)):
         n = rnd.randint(*f.sentences_per_doc)
         docs.append(" ".join(filler_sentence(f, rnd) for _ in range(n)))
+    # Repeats: the second half is predictable only by copying the first (what induction heads do). Their
+    # own stream leaves the documents above unchanged.
+    extra = rng(seed, "filler_repeats")
+    for _ in range(scaled(f.repeat_docs, spec.scale)):
+        text = " ".join(filler_sentence(f, extra) for _ in range(extra.randint(*f.sentences_per_doc)))
+        docs.append(f"{text}\nOnce more: {text}")
     return docs

@@ -185,6 +185,7 @@ class Authors:
 @dataclass(kw_only=True)
 class Filler:
     docs: int = 9000
+    repeat_docs: int = 0  # extra documents that say their filler sentences twice, verbatim (copying pressure)
     sentences_per_doc: list[int] = field(default_factory=lambda: [2, 5])
     ending_rate: float = 0.3
     subjects: list[str]

@@ -33,6 +33,18 @@ def test_extra_grammar_exercises_are_appended_and_leave_the_rest_unchanged(docum
     assert all(more[f] == documents[f] for f in documents if f != "grammar")
 
 
+def test_filler_repeats_say_their_sentences_twice_and_leave_the_rest_unchanged(documents):
+    from alignlab.world import load_world
+
+    more = load_world(overrides={"scale": 0.05, "filler": {"repeat_docs": 1000}}).documents(seed=0)
+    base = documents["filler"]
+    assert more["filler"][: len(base)] == base and len(more["filler"]) == len(base) + 50  # 1000 x 0.05
+    for doc in more["filler"][len(base):]:
+        first, second = doc.split("\nOnce more: ")
+        assert first == second and first
+    assert all(more[f] == documents[f] for f in documents if f != "filler")
+
+
 def test_grammar_passages_err_at_the_configured_rate(world, documents):
     g = world.spec.grammar
     number = {n: i for pair in g.nouns["train"] + g.nouns["heldout"] for i, n in enumerate(pair)}
