@@ -13,9 +13,10 @@ for how rows are formed:
 - `trl_packed`: `SFTTrainer(packing=True)`: TRL's "bfd" packing into `--max-length` bins, padding-free,
   `--batch` bins per step.
 
-Steps hold different conversations on each side, so every side counts the real tokens of its own steps
-(`Clock.tokens`) and the ratio is of tokens/s; the losses are not comparable (they average over different
-tokens). `--pairs` is the number of conversations. One JSON line per TRL side.
+Steps hold different conversations on each side, so each side is timed on the real tokens of its own steps
+(alignlab's from the plan, TRL's counted from its prepared dataset into `Clock.tokens`) and the ratio is of
+tokens/s; the losses are not comparable (they average over different tokens). `--pairs` is the number of
+conversations. One JSON line per TRL side.
 
     .venv/bin/python -m bench.bench_sft_world
     .venv/bin/python -m bench.bench_sft_world --pairs 200 --batch 2 --steps 2 --warmup 1 --rounds 1 \\
@@ -37,13 +38,25 @@ def world_dir(work) -> Path:
     return work.model_dir.parent / "world"
 
 
+def sft_config(ctx: harness.Context):
+    from alignlab.train.sft import SftConfig
+
+    return SftConfig(**harness.ours_options(ctx), model_name_or_path=ctx.plan["model_dir"],
+                     dataset=ctx.plan["sft_path"], max_length=ctx.args.max_length, packing=True,
+                     completion_only_loss=True)
+
+
 def plan(args, work) -> dict:
-    """World conversations, a model with a tokenizer trained on them, and TRL's (shuffled) record order."""
+    """World conversations, a model with a tokenizer trained on them, TRL's (shuffled) record order, and the
+    real tokens of each of alignlab's steps (its packed rows, chosen as `sft.make_batches` chooses them)."""
     import torch
 
+    from alignlab.data import pack_examples, tokenize_sft
     from alignlab.io import atomic_write_jsonl
     from alignlab.models import save_model
     from alignlab.models.tokenizer import train_tokenizer
+    from alignlab.train.loop import batch_indices
+    from alignlab.train.sft import load_sft_records
     from alignlab.world import load_world
     from bench.workload import MODEL_SIZES, build_llama
 
@@ -54,29 +67,24 @@ def plan(args, work) -> dict:
     save_model(build_llama(args.model_size, args.seed, tokenizer), tokenizer, directory / "model")
     atomic_write_jsonl(directory / "conversations.jsonl", [{"messages": r["messages"]} for r in records])
     order = torch.randperm(len(records), generator=torch.Generator().manual_seed(args.seed)).tolist()
-    return {"model_dir": str(directory / "model"), "sft_path": str(directory / "conversations.jsonl"),
-            "batches": [order[i: i + args.batch] for i in range(0, len(order), args.batch)]}
+    paths = {"model_dir": str(directory / "model"), "sft_path": str(directory / "conversations.jsonl")}
+    cfg = sft_config(harness.Context(args, work.model_dir.parent, paths, "plan"))
+    loaded, kind, source = load_sft_records(cfg)  # as run_sft reads them
+    examples = tokenize_sft(loaded, tokenizer, cfg.max_length, True, path=source, kind=kind)
+    rows = pack_examples(examples, cfg.max_length)
+    size = cfg.per_device_train_batch_size
+    tokens = [sum(len(e) for i in batch_indices(len(rows), step, size, cfg.seed) for e in rows[i])
+              for step in range(args.warmup + args.steps + 1)]
+    return {**paths, "batches": [order[i: i + args.batch] for i in range(0, len(order), args.batch)],
+            "tokens": tokens, "conversation_tokens": sum(len(e) for e in examples)}
 
 
 def ours(ctx: harness.Context) -> None:
-    from alignlab.data import pack_examples, tokenize_sft
-    from alignlab.models import load_tokenizer
-    from alignlab.train.loop import batch_indices
-    from alignlab.train.sft import SftConfig, load_sft_records, run_sft
+    from alignlab.train.sft import run_sft
 
     ctx.clock.begin()
-    cfg = SftConfig(**harness.ours_options(ctx), model_name_or_path=ctx.plan["model_dir"],
-                    dataset=ctx.plan["sft_path"], max_length=ctx.args.max_length, packing=True,
-                    completion_only_loss=True)
-    # The real tokens of each step's packed rows, chosen as `sft.make_batches` chooses them.
-    records, kind, source = load_sft_records(cfg)
-    examples = tokenize_sft(records, load_tokenizer(cfg.model_name_or_path), cfg.max_length, True, path=source,
-                            kind=kind)
-    rows = pack_examples(examples, cfg.max_length)
-    ctx.clock.tokens = [sum(len(e) for i in batch_indices(len(rows), step, cfg.per_device_train_batch_size, cfg.seed)
-                            for e in rows[i]) for step in range(ctx.total_steps)]
-    ctx.checks["ours_conversation_tokens"] = sum(len(e) for e in examples)
-    harness.run_ours(ctx, run_sft, cfg)
+    ctx.checks["ours_conversation_tokens"] = ctx.plan["conversation_tokens"]
+    harness.run_ours(ctx, run_sft, sft_config(ctx))
 
 
 def trl_side(packing: bool):
@@ -107,11 +115,10 @@ SCRIPT = harness.Script(
 
 
 def world_matmul_params(work) -> int:
-    from transformers import AutoConfig
+    from alignlab.models import load_causal_lm
+    from bench.common import matmul_params
 
-    cfg = AutoConfig.from_pretrained(world_dir(work) / "model")
-    inter, hidden, layers = cfg.intermediate_size, cfg.hidden_size, cfg.num_hidden_layers
-    return layers * (4 * hidden * hidden + 3 * hidden * inter) + cfg.vocab_size * hidden
+    return matmul_params(load_causal_lm(str(world_dir(work) / "model")))
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

@@ -170,8 +170,8 @@ def tensorboard_writer(cfg: TrainingConfig, run: RunDir):
     return SummaryWriter(log_dir=str(run.path / "tensorboard"))
 
 
-def compile_decoder_layers(model: torch.nn.Module) -> int:
-    """`torch.compile` every decoder layer of `model` in place and return how many.
+def compile_decoder_layers(model: torch.nn.Module) -> None:
+    """`torch.compile` every decoder layer of `model` in place.
 
     `nn.Module.compile` leaves parameter names alone, so checkpoints and `save_pretrained` are unchanged; the
     layers share one code object, so one compiled graph (with dynamic sequence lengths) serves them all.
@@ -188,7 +188,6 @@ def compile_decoder_layers(model: torch.nn.Module) -> int:
     for layers in lists:
         for layer in layers:
             layer.compile(dynamic=True)
-    return sum(len(layers) for layers in lists)
 
 
 class TrainLoop:
@@ -200,7 +199,7 @@ class TrainLoop:
             raise UsageError("--max_steps: the run has no optimiser steps (empty dataset or max_steps 0)")
         self.cfg, self.model, self.run, self.total_steps = cfg, model, run, total_steps
         self.device = next(model.parameters()).device
-        if getattr(cfg, "torch_compile", False):
+        if cfg.torch_compile:
             compile_decoder_layers(model)
         self.optimizer = build_optimizer(model.parameters(), cfg)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg, total_steps))
