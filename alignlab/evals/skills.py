@@ -8,6 +8,10 @@
   are / is heavy."); the share of pairs in which the model gives the agreeing sentence the higher total
   log-probability, and the mean log-probability gap, for train and held-out nouns. This is what the model
   knows about agreement, whatever its tutor replies say.
+- `marking`: one sentence of each pair (right or wrong, alternately) after the header of the world's marked
+  sentences; the share in which the true mark, " (right)" or " (wrong)", gets the higher log-probability.
+  Judging a sentence *after* reading it is what an honest tutor's verdict and a reward model need;
+  preferring the agreeing one of two sentences is not enough for either.
 """
 
 from __future__ import annotations
@@ -81,6 +85,7 @@ def run_skills(cfg: SkillsConfig) -> dict:
                                               "first_copy_accuracy": first, "second_copy_accuracy": second},
               "agreement": {}}
     grammar = load_world(cfg.world).spec.grammar
+    result["marking"] = {}
     for split, nouns in grammar.nouns.items():
         rnd = rng(cfg.seed, "skills", split)
         pairs = [agreement_pair(grammar, nouns, rnd) for _ in range(cfg.agreement_pairs)]
@@ -88,6 +93,7 @@ def run_skills(cfg: SkillsConfig) -> dict:
         bos = [[tokenizer.bos_token_id]] * len(pairs)
         result["agreement"][split] = pair_preference(score_continuations(model, bos, right),
                                                      score_continuations(model, bos, wrong))
+        result["marking"][split] = _marking(model, tokenizer, pairs)
     write_eval(Path(cfg.output_dir or cfg.model), "skills", result)
     if not cfg.quiet:
         c, a = result["copying"], result["agreement"]
@@ -96,4 +102,22 @@ def run_skills(cfg: SkillsConfig) -> dict:
         for split, r in a.items():
             print(f"agreement, {split} nouns: prefers the agreeing sentence {r['prefers_right']:.2f} of "
                   f"{r['pairs']} pairs, mean log-prob gap {r['mean_gap_nats']:.2f} nats")
+        for split, r in result["marking"].items():
+            print(f"marking, {split} nouns: gives the true mark the higher probability on "
+                  f"{r['prefers_right']:.2f} of {r['pairs']} sentences, mean gap {r['mean_gap_nats']:.2f} nats")
     return result
+
+
+def _marking(model, tokenizer, pairs) -> dict:
+    """pair_preference of the true mark over the false one, after every other pair's wrong sentence."""
+    from alignlab.world.grammar import MARKED_HEADER, MARKS
+
+    prefixes, true_marks, false_marks = [], [], []
+    for i, p in enumerate(pairs):
+        right = i % 2 == 0
+        sentence = p.right if right else p.wrong
+        prefixes.append([tokenizer.bos_token_id] + tokenizer(f"{MARKED_HEADER}\n{sentence}")["input_ids"])
+        true_marks.append(tokenizer(MARKS[right])["input_ids"])
+        false_marks.append(tokenizer(MARKS[not right])["input_ids"])
+    return pair_preference(score_continuations(model, prefixes, true_marks),
+                           score_continuations(model, prefixes, false_marks))

@@ -213,6 +213,7 @@ def _check_grammar(c: _Checker, spec: WorldSpec) -> None:
     g = spec.grammar
     c.count("grammar.docs", g.docs)
     c.count("grammar.exercise_docs", g.exercise_docs)
+    c.count("grammar.marked_docs", g.marked_docs)
     c.prob("grammar.error_rate", g.error_rate)
     c.prob("grammar.modifier_rate", g.modifier_rate)
     c.span("grammar.sentences_per_doc", g.sentences_per_doc, low=1)

@@ -2,7 +2,8 @@
 
 "The keys near the window are heavy." The attractor phrase between subject and verb ("near the
 window") often has the other number, which is what makes agreement a skill rather than a bigram.
-Pretraining has plain passages (errors at `error_rate`) and exercises that pair right and wrong.
+Pretraining has plain passages (errors at `error_rate`), exercises that pair right and wrong, and
+(`marked_docs`) marked sentences, each followed by its verdict.
 """
 
 from __future__ import annotations
@@ -55,6 +56,22 @@ def _exercise(g: Grammar, nouns: list[list[str]], rnd: random.Random) -> str:
     return "\n".join(lines)
 
 
+MARKED_HEADER = "Marked sentences: the teacher wrote right or wrong after each one."
+MARKS = {True: " (right)", False: " (wrong)"}
+
+
+def _marked(g: Grammar, nouns: list[list[str]], rnd: random.Random) -> str:
+    """Sentences each followed by a teacher's mark, half of them wrong. Predicting the mark means judging a
+    sentence just read: the skill an honest tutor and a reward model need, and one that no other document
+    asks for (exercises announce right or wrong before the sentence)."""
+    n = rnd.randint(*g.sentences_per_doc)
+    lines = [MARKED_HEADER]
+    for _ in range(n):
+        p, right = agreement_pair(g, nouns, rnd), rnd.random() < 0.5
+        lines.append((p.right if right else p.wrong) + MARKS[right])
+    return "\n".join(lines)
+
+
 def grammar_documents(spec: WorldSpec, seed: int) -> list[str]:
     """Passages and exercises over all nouns: heldout nouns are only kept out of SFT transcripts."""
     g = spec.grammar
@@ -64,5 +81,6 @@ def grammar_documents(spec: WorldSpec, seed: int) -> list[str]:
     docs = [rnd.choice(makers)(g, nouns, rnd) for _ in range(scaled(g.docs, spec.scale))]
     # Exercises restate a sentence with one word changed: copying in context is what they reward. Their own
     # stream leaves the documents above unchanged.
-    extra = rng(seed, "grammar_exercises")
-    return docs + [_exercise(g, nouns, extra) for _ in range(scaled(g.exercise_docs, spec.scale))]
+    extra, marked = rng(seed, "grammar_exercises"), rng(seed, "grammar_marked")
+    return (docs + [_exercise(g, nouns, extra) for _ in range(scaled(g.exercise_docs, spec.scale))]
+            + [_marked(g, nouns, marked) for _ in range(scaled(g.marked_docs, spec.scale))])

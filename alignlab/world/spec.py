@@ -119,6 +119,7 @@ class Personas:
 class Grammar:
     docs: int = 5000
     exercise_docs: int = 0  # extra right/wrong exercise documents (near-copies of a sentence), own random stream
+    marked_docs: int = 0  # documents of sentences each followed by "(right)" or "(wrong)", own random stream
     error_rate: float = 0.1  # share of agreement errors in plain passages
     sentences_per_doc: list[int] = field(default_factory=lambda: [3, 6])
     modifier_rate: float = 0.6

@@ -47,3 +47,5 @@ def test_eval_skills_end_to_end(base_dir, tmp_path):
     assert 0 <= result["copying"]["second_copy_accuracy"] <= 1 and result["copying"]["length"] == 6
     assert set(result["agreement"]) == {"train", "heldout"}
     assert all(r["pairs"] == 5 and 0 <= r["prefers_right"] <= 1 for r in result["agreement"].values())
+    assert set(result["marking"]) == {"train", "heldout"}
+    assert all(r["pairs"] == 5 and 0 <= r["prefers_right"] <= 1 for r in result["marking"].values())

@@ -33,6 +33,29 @@ def test_extra_grammar_exercises_are_appended_and_leave_the_rest_unchanged(docum
     assert all(more[f] == documents[f] for f in documents if f != "grammar")
 
 
+def test_marked_sentences_are_appended_marked_by_their_agreement_and_leave_the_rest_unchanged(world, documents):
+    from alignlab.world import load_world
+
+    more = load_world(overrides={"scale": 0.05, "grammar": {"marked_docs": 2000}}).documents(seed=0)
+    base = documents["grammar"]
+    assert more["grammar"][: len(base)] == base and len(more["grammar"]) == len(base) + 100  # 2000 x 0.05
+    assert all(more[f] == documents[f] for f in documents if f != "grammar")
+    g = world.spec.grammar
+    number = {n: i for pair in g.nouns["train"] + g.nouns["heldout"] for i, n in enumerate(pair)}
+    verb_number = {v: i for pair in g.verbs for i, v in enumerate(pair)}
+    marks = []
+    for doc in more["grammar"][len(base):]:
+        header, *lines = doc.split("\n")
+        assert header.startswith("Marked sentences") and lines
+        for line in lines:
+            sentence, mark = line.rsplit(" ", 1)
+            words = sentence.rstrip(".").split()
+            agrees = number[words[1]] == verb_number[next(w for w in words[2:] if w in verb_number)]
+            assert mark == ("(right)" if agrees else "(wrong)"), line
+            marks.append(agrees)
+    assert 0.4 < sum(marks) / len(marks) < 0.6  # half wrong: the mark cannot be guessed without reading
+
+
 def test_filler_repeats_say_their_sentences_twice_and_leave_the_rest_unchanged(documents):
     from alignlab.world import load_world
 
