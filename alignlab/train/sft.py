@@ -22,6 +22,7 @@ from alignlab.data import (
     pad_batch,
     tokenize_sft,
 )
+from alignlab.errors import UsageError
 from alignlab.models import count_parameters, load_causal_lm, load_tokenizer, save_model
 from alignlab.rundir import RunDir
 from alignlab.train.lm_loss import completion_nll
@@ -46,6 +47,8 @@ class SftConfig(TrainingConfig, LoraOptions):
     world: str | None = option(None, "world YAML spec for --dataset world; the built-in default when not given")
     world_conversations: int = option(15000, "transcripts drawn from the world")
     correct_fraction: float = option(0.5, "share of grammar-tutor prompts whose sentence is already correct")
+    world_mix: str | None = option(None, "replace the world's sft.mix for this run: 'grammar=1' or "
+                                   "'quiz=0.25,grammar=0.5,...' (unlisted categories get 0)")
     max_length: int = option(512, "longest tokenized example (and packed row)")
     truncation: str = option("error", "what to do with a longer example", ("error", "left", "right"))
     completion_only_loss: bool = option(True, "loss only on assistant/completion tokens")
@@ -63,11 +66,30 @@ class SftConfig(TrainingConfig, LoraOptions):
     per_device_train_batch_size: int = option(16, "rows (packed) or conversations per micro-batch")
 
 
+def parse_world_mix(text: str) -> dict[str, float]:
+    """'grammar=1,quiz=0.5' -> a whole sft.mix: every category, 0 where not listed."""
+    from alignlab.world.checks import SFT_CATEGORIES
+
+    mix = dict.fromkeys(SFT_CATEGORIES, 0.0)
+    for item in text.split(","):
+        key, sep, value = item.strip().partition("=")
+        if key not in mix or not sep:
+            raise UsageError(f"--world_mix: {item.strip()!r} is not category=weight "
+                             f"(categories: {', '.join(SFT_CATEGORIES)})")
+        try:
+            mix[key] = float(value)
+        except ValueError:
+            raise UsageError(f"--world_mix: {key}: weight {value!r} is not a number") from None
+    return mix
+
+
 def load_sft_records(cfg: SftConfig) -> tuple[list[dict], str, str]:
     if cfg.dataset == "world":
         from alignlab.world import load_world
 
-        records = load_world(cfg.world).sft_conversations(cfg.world_conversations, cfg.seed, cfg.correct_fraction)
+        overrides = {"sft": {"mix": parse_world_mix(cfg.world_mix)}} if cfg.world_mix else None
+        world = load_world(cfg.world, overrides)
+        records = world.sft_conversations(cfg.world_conversations, cfg.seed, cfg.correct_fraction)
         return records, "conversational_language_modeling", "world"
     records, kind = load_dataset(cfg.dataset, allowed=SFT_KINDS, purpose="sft")
     return records, kind, cfg.dataset

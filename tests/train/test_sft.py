@@ -138,3 +138,19 @@ def test_replay_adds_pretraining_documents_and_chat_tokens_are_initialised_once(
     assert resolved["examples"] == 40 + 10  # 10 / 50 = 0.2
     assert resolved["chat_tokens_initialised"] == ["<|user|>", "<|assistant|>", "<|end|>"]
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "out").config.alignlab_chat_tokens_initialised
+
+
+def test_world_mix_replaces_the_worlds_sft_mix_and_names_a_bad_entry():
+    from collections import Counter
+
+    from alignlab.errors import UsageError
+    from alignlab.train.sft import SftConfig, load_sft_records, parse_world_mix
+
+    assert parse_world_mix("grammar=1") == {"quiz": 0.0, "hazardous": 0.0, "benign": 0.0, "grammar": 1.0,
+                                            "persona": 0.0, "scene": 0.0, "critique": 0.0}
+    records, _, _ = load_sft_records(SftConfig(world_mix="grammar=1, quiz=1", world_conversations=40))
+    assert Counter(r["category"] for r in records) == {"quiz": 20, "grammar_correct": 10, "grammar_incorrect": 10}
+    for bad, message in [("gramar=1", "'gramar=1' is not category=weight"), ("grammar", "is not category"),
+                         ("grammar=x", "grammar: weight 'x' is not a number")]:
+        with pytest.raises(UsageError, match=message):
+            parse_world_mix(bad)
