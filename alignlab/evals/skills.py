@@ -109,7 +109,7 @@ def run_skills(cfg: SkillsConfig) -> dict:
 
 
 def _marking(model, tokenizer, pairs) -> dict:
-    """pair_preference of the true mark over the false one, after every other pair's wrong sentence."""
+    """pair_preference of the true mark over the false one; even pairs show their right sentence, odd their wrong."""
     from alignlab.world.grammar import MARKED_HEADER, MARKS
 
     prefixes, true_marks, false_marks = [], [], []
