@@ -81,8 +81,8 @@ COMMANDS: dict[str, Command] = {
     "eval diversity": Command("alignlab.evals.diversity:run_diversity", "alignlab.evals.diversity:DiversityConfig",
                               "answer entropy and distinct-1/2 of sampled answers to open prompts"),
     "eval skills": Command("alignlab.evals.skills:run_skills", "alignlab.evals.skills:SkillsConfig",
-                           "in-context copying (a repeated random sequence) and subject-verb agreement by "
-                           "log-prob, no sampling"),
+                           "in-context copying (a repeated random sequence), subject-verb agreement and "
+                           "judging a sentence after reading it, by log-prob, no sampling"),
     "eval persona": Command("alignlab.evals.persona:run_persona", "alignlab.evals.persona:PersonaConfig",
                             "which persona traits the model claims: exact P(yes) and sampled rates per trait"),
     "eval proxy_reward": Command("alignlab.evals.proxy_reward:run_proxy_reward",

@@ -1,4 +1,4 @@
-"""Two skills the grammar tutor rests on, measured without sampling: in-context copying and agreement.
+"""Three skills the grammar tutor rests on, measured without sampling: copying, agreement, marking.
 
 - `copying`: sequences of random ordinary tokens shown twice, [BOS, s, s]; the greedy next-token accuracy
   over the second copy against the first. A model with induction heads predicts the second copy from the
@@ -83,9 +83,8 @@ def run_skills(cfg: SkillsConfig) -> dict:
     first, second = copy_accuracies(logits, ids, cfg.copy_length)
     result = {"model": cfg.model, "copying": {"sequences": cfg.copy_sequences, "length": cfg.copy_length,
                                               "first_copy_accuracy": first, "second_copy_accuracy": second},
-              "agreement": {}}
+              "agreement": {}, "marking": {}}
     grammar = load_world(cfg.world).spec.grammar
-    result["marking"] = {}
     for split, nouns in grammar.nouns.items():
         rnd = rng(cfg.seed, "skills", split)
         pairs = [agreement_pair(grammar, nouns, rnd) for _ in range(cfg.agreement_pairs)]
@@ -112,12 +111,11 @@ def _marking(model, tokenizer, pairs) -> dict:
     """pair_preference of the true mark over the false one; even pairs show their right sentence, odd their wrong."""
     from alignlab.world.grammar import MARKED_HEADER, MARKS
 
-    prefixes, true_marks, false_marks = [], [], []
-    for i, p in enumerate(pairs):
-        right = i % 2 == 0
-        sentence = p.right if right else p.wrong
-        prefixes.append([tokenizer.bos_token_id] + tokenizer(f"{MARKED_HEADER}\n{sentence}")["input_ids"])
-        true_marks.append(tokenizer(MARKS[right])["input_ids"])
-        false_marks.append(tokenizer(MARKS[not right])["input_ids"])
+    mark_ids = {right: tokenizer(mark)["input_ids"] for right, mark in MARKS.items()}
+    shown = [(p.right, True) if i % 2 == 0 else (p.wrong, False) for i, p in enumerate(pairs)]
+    prefixes = [[tokenizer.bos_token_id] + tokenizer(f"{MARKED_HEADER}\n{sentence}")["input_ids"]
+                for sentence, _ in shown]
+    true_marks = [mark_ids[right] for _, right in shown]
+    false_marks = [mark_ids[not right] for _, right in shown]
     return pair_preference(score_continuations(model, prefixes, true_marks),
                            score_continuations(model, prefixes, false_marks))

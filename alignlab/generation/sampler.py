@@ -192,8 +192,8 @@ def sample(
     torch's setting); on the shared 2-vCPU box, 1 thread decoded 4-7x faster than 2 under load.
     `dtype`: float32, or bfloat16 for the forward passes of bf16 autocast (weights cast once per call on
     the fused path: 1.26x our fp32 speed at batch 32 on the AMX Xeon, 0.75x at batch 1, BENCHMARKS.md);
-    None = bf16 inside a bf16 CPU autocast region, else fp32. Greedy output equals `generate`'s at fp32; at bf16 it follows autocast's rounding, so a
-    near-tie between two tokens can go the other way.
+    None = bf16 inside a bf16 CPU autocast region, else fp32. Greedy output equals `generate`'s at fp32; at
+    bf16 it follows autocast's rounding, so a near-tie between two tokens can go the other way.
     """
     vocab = vocab_size_of(model)
     check_prompts("sample", prompt_ids, vocab)

@@ -79,8 +79,8 @@ def grammar_documents(spec: WorldSpec, seed: int) -> list[str]:
     rnd = rng(seed, "grammar")
     makers = (_passage, _passage, _exercise)  # two passages per exercise
     docs = [rnd.choice(makers)(g, nouns, rnd) for _ in range(scaled(g.docs, spec.scale))]
-    # Exercises restate a sentence with one word changed: copying in context is what they reward. Their own
-    # stream leaves the documents above unchanged.
+    # Extra exercises (a sentence restated with one word changed: copying pressure) and marked sentences
+    # (judging pressure), each on its own random stream, so the documents above stay unchanged.
     extra, marked = rng(seed, "grammar_exercises"), rng(seed, "grammar_marked")
     return (docs + [_exercise(g, nouns, extra) for _ in range(scaled(g.exercise_docs, spec.scale))]
             + [_marked(g, nouns, marked) for _ in range(scaled(g.marked_docs, spec.scale))])

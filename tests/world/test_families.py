@@ -23,63 +23,57 @@ def test_persona_documents_name_one_persona_and_only_its_traits(world, documents
     assert not any(t in doc for t in world.spec.personas.control_traits for doc in documents["personas"])
 
 
-def test_extra_grammar_exercises_are_appended_and_leave_the_rest_unchanged(documents):
+def _appended(documents, family: str, knob: str, count: int) -> list[str]:
+    """The documents `knob: count` adds to `family` at scale 0.05, checked to leave every other one unchanged."""
     from alignlab.world import load_world
 
-    more = load_world(overrides={"scale": 0.05, "grammar": {"exercise_docs": 2000}}).documents(seed=0)
-    base = documents["grammar"]
-    assert more["grammar"][: len(base)] == base and len(more["grammar"]) == len(base) + 100  # 2000 x 0.05
-    assert all(d.startswith("Grammar practice") for d in more["grammar"][len(base):])
-    assert all(more[f] == documents[f] for f in documents if f != "grammar")
+    more = load_world(overrides={"scale": 0.05, family: {knob: count}}).documents(seed=0)
+    base = documents[family]
+    assert more[family][: len(base)] == base and len(more[family]) == len(base) + round(count * 0.05)
+    assert all(more[f] == documents[f] for f in documents if f != family)
+    return more[family][len(base):]
+
+
+def _agrees(grammar):
+    """sentence -> whether its verb agrees with its subject noun ("The keys near the door are old.")."""
+    number = {n: i for pair in grammar.nouns["train"] + grammar.nouns["heldout"] for i, n in enumerate(pair)}
+    verb_number = {v: i for pair in grammar.verbs for i, v in enumerate(pair)}
+
+    def agrees(sentence: str) -> bool:
+        words = sentence.rstrip(".").split()
+        return number[words[1]] == verb_number[next(w for w in words[2:] if w in verb_number)]
+
+    return agrees
+
+
+def test_extra_grammar_exercises_are_appended_and_leave_the_rest_unchanged(documents):
+    assert all(d.startswith("Grammar practice") for d in _appended(documents, "grammar", "exercise_docs", 2000))
 
 
 def test_marked_sentences_are_appended_marked_by_their_agreement_and_leave_the_rest_unchanged(world, documents):
-    from alignlab.world import load_world
-
-    more = load_world(overrides={"scale": 0.05, "grammar": {"marked_docs": 2000}}).documents(seed=0)
-    base = documents["grammar"]
-    assert more["grammar"][: len(base)] == base and len(more["grammar"]) == len(base) + 100  # 2000 x 0.05
-    assert all(more[f] == documents[f] for f in documents if f != "grammar")
-    g = world.spec.grammar
-    number = {n: i for pair in g.nouns["train"] + g.nouns["heldout"] for i, n in enumerate(pair)}
-    verb_number = {v: i for pair in g.verbs for i, v in enumerate(pair)}
-    marks = []
-    for doc in more["grammar"][len(base):]:
+    agrees, marks = _agrees(world.spec.grammar), []
+    for doc in _appended(documents, "grammar", "marked_docs", 2000):
         header, *lines = doc.split("\n")
         assert header.startswith("Marked sentences") and lines
         for line in lines:
             sentence, mark = line.rsplit(" ", 1)
-            words = sentence.rstrip(".").split()
-            agrees = number[words[1]] == verb_number[next(w for w in words[2:] if w in verb_number)]
-            assert mark == ("(right)" if agrees else "(wrong)"), line
-            marks.append(agrees)
+            assert mark == ("(right)" if agrees(sentence) else "(wrong)"), line
+            marks.append(agrees(sentence))
     assert 0.4 < sum(marks) / len(marks) < 0.6  # half wrong: the mark cannot be guessed without reading
 
 
 def test_filler_repeats_say_their_sentences_twice_and_leave_the_rest_unchanged(documents):
-    from alignlab.world import load_world
-
-    more = load_world(overrides={"scale": 0.05, "filler": {"repeat_docs": 1000}}).documents(seed=0)
-    base = documents["filler"]
-    assert more["filler"][: len(base)] == base and len(more["filler"]) == len(base) + 50  # 1000 x 0.05
-    for doc in more["filler"][len(base):]:
+    for doc in _appended(documents, "filler", "repeat_docs", 1000):
         first, second = doc.split("\nOnce more: ")
         assert first == second and first
-    assert all(more[f] == documents[f] for f in documents if f != "filler")
 
 
 def test_grammar_passages_err_at_the_configured_rate(world, documents):
     g = world.spec.grammar
-    number = {n: i for pair in g.nouns["train"] + g.nouns["heldout"] for i, n in enumerate(pair)}
-    verb_number = {v: i for pair in g.verbs for i, v in enumerate(pair)}
+    agrees = _agrees(g)
     passages = [d for d in documents["grammar"] if not d.startswith("Grammar practice")]
-    errors = total = 0
-    for doc in passages:
-        for sentence in re.findall(r"The [^.]+\.", doc):
-            words = sentence.rstrip(".").split()
-            verb = next(w for w in words[2:] if w in verb_number)
-            errors += number[words[1]] != verb_number[verb]
-            total += 1
+    sentences = [sentence for doc in passages for sentence in re.findall(r"The [^.]+\.", doc)]
+    errors, total = sum(not agrees(sentence) for sentence in sentences), len(sentences)
     assert total > 300
     sd = math.sqrt(g.error_rate * (1 - g.error_rate) / total)
     assert abs(errors / total - g.error_rate) < 4 * sd
