@@ -111,6 +111,8 @@ def add_args(parser: argparse.ArgumentParser, learning_rate: float) -> None:
     a("--dtype", default="fp32", choices=DTYPES, help="both sides: fp32, or bf16 autocast (fp32 master weights)")
     a("--torch-compile", action="store_true",
       help="both sides compile: alignlab's --torch_compile (each decoder layer), TRL's torch_compile=True (the model)")
+    a("--no-fused-ops", action="store_true",
+      help="alignlab side with transformers' own RMSNorm and RoPE (--fused_ops false), to measure what they give")
     a("--in-process", action="store_true",
       help="run the sides in this process, one after another (fast, for tests; no per-side peak RSS)")
     a("--side", help=argparse.SUPPRESS)  # set in the child processes
@@ -133,7 +135,8 @@ def ours_options(ctx: Context) -> dict:
                 learning_rate=a.lr, weight_decay=0.0, adam_beta2=0.95, lr_scheduler_type="constant",
                 warmup_ratio=0.0, max_grad_norm=1.0, per_device_train_batch_size=a.batch,
                 gradient_accumulation_steps=1, max_steps=ctx.total_steps, logging_steps=1, save_steps=0,
-                bf16=a.dtype == "bf16", device="cpu", torch_compile=a.torch_compile)
+                bf16=a.dtype == "bf16", device="cpu", torch_compile=a.torch_compile,
+                fused_ops=not a.no_fused_ops)
 
 
 def trl_options(ctx: Context) -> dict:

@@ -115,12 +115,12 @@ class GroupBuffer:
 
 
 @torch.no_grad()
-def forward_logps(cfg: GroupConfig, model, r: Rollout, autocast, reference=None) -> Tensor:
+def forward_logps(cfg: GroupConfig, model, r: Rollout, forward_context, reference=None) -> Tensor:
     """(R, T) log-probs of the rollout's completions under `model` (or `reference`), micro-batch by micro-batch."""
     device, width, parts = next(model.parameters()).device, r.batch.mask.size(1), []
     for idx in torch.arange(len(r.texts)).split(cfg.per_device_train_batch_size):
         batch = r.rows(idx).to(device)
-        with autocast():
+        with forward_context():
             if reference is not None:
                 lp = reference.logps(batch, cfg.temperature)
             else:
@@ -129,15 +129,15 @@ def forward_logps(cfg: GroupConfig, model, r: Rollout, autocast, reference=None)
     return torch.cat(parts)
 
 
-def prepare(cfg: GroupConfig, policy, reference, r: Rollout, spr: int, autocast) -> GroupBuffer:
+def prepare(cfg: GroupConfig, policy, reference, r: Rollout, spr: int, forward_context) -> GroupBuffer:
     """Advantages (and the log-probs they or the loss need) of one rollout, and its metrics."""
     g, mask = cfg.num_generations, r.batch.mask
     grouped = r.scores.view(-1, g)
     metrics = {**rollout_metrics(r), "frac_reward_zero_std": float((grouped.std(1) == 0).float().mean())}
     rloo = cfg.stage == "rloo"
     need_old = spr > 1 or (rloo and cfg.beta != 0)
-    old = forward_logps(cfg, policy, r, autocast) if need_old else None
-    ref = forward_logps(cfg, policy, r, autocast, reference) if cfg.beta != 0 else None
+    old = forward_logps(cfg, policy, r, forward_context) if need_old else None
+    ref = forward_logps(cfg, policy, r, forward_context, reference) if cfg.beta != 0 else None
     if rloo:
         rewards = r.scores
         if cfg.beta != 0:
@@ -216,7 +216,7 @@ def run_group(cfg: GroupConfig) -> dict:
             index = [i for i in batch_indices(len(prompts.ids), r, rows // g, cfg.seed).tolist() for _ in range(g)]
             rollout = roll_out(cfg, policy, tokenizer, prompts, index, rewarder,
                                       rollout_generator(cfg.seed, r))
-            buf = prepare(cfg, policy, reference, rollout, spr, loop.autocast)
+            buf = prepare(cfg, policy, reference, rollout, spr, loop.forward_context)
             log_completions(run.path, step, prompts, rollout, cfg.completions_per_rollout)
         minibatch = minibatches(rows, cfg.num_mini_batches, cfg.seed * 7919 + r * 101 + k // cfg.num_mini_batches)
         minibatch = minibatch[k % cfg.num_mini_batches]
@@ -224,7 +224,7 @@ def run_group(cfg: GroupConfig) -> dict:
         step_metrics: dict = {}
         tokens = 0
         for idx in minibatch.split(cfg.per_device_train_batch_size):
-            with loop.autocast():
+            with loop.forward_context():
                 loss, metrics, n = group_loss(cfg, policy, buf, idx, step_tokens, device)
             loop.backward(loss)
             tokens += n

@@ -144,9 +144,9 @@ def kto_reference(cfg: KtoConfig, model, data: UnpairedData, pad_id: int) -> tup
     return tensors, "cache hit" if hit else "computed"
 
 
-def kto_step_loss(cfg: KtoConfig, model, data: UnpairedData, ref: dict, idx: Tensor, pad_id: int, autocast):
+def kto_step_loss(cfg: KtoConfig, model, data: UnpairedData, ref: dict, idx: Tensor, pad_id: int, forward_context):
     """Loss and metrics of one micro-batch: a graded forward on matched rows, a no-grad one on mismatched."""
-    with autocast():
+    with forward_context():
         logps, _ = unpaired_logps(model, *data.rows(idx), pad_id)
         with torch.no_grad():
             kl_logps, _ = unpaired_logps(model, *data.kl_rows(idx), pad_id)
@@ -189,7 +189,7 @@ def run_kto(cfg: KtoConfig) -> dict:
         tokens = 0
         for micro in range(accum):
             idx = batch_indices(len(data), step * accum + micro, size, cfg.seed)
-            loss, metrics = kto_step_loss(cfg, model, data, ref, idx, pad_id, loop.autocast)
+            loss, metrics = kto_step_loss(cfg, model, data, ref, idx, pad_id, loop.forward_context)
             loop.backward(loss)
             for k, v in metrics.items():
                 step_metrics[k] = step_metrics.get(k, 0.0) + v / accum

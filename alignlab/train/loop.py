@@ -5,14 +5,15 @@ A stage builds its model and data, then writes its own visible loop:
     loop = TrainLoop(cfg, model, run, total_steps=..., description="sft")
     for step in loop.remaining_steps():          # starts after the last checkpoint on --resume
         for micro_batch in batches_for(step):     # data order must be a function of (seed, step)
-            with loop.autocast():
+            with loop.forward_context():          # bf16 autocast, fused Llama norm/RoPE
                 loss, metrics = ...
             loop.backward(loss)                   # divides by gradient_accumulation_steps
         loop.optimizer_step(metrics, tokens=n)    # clip, step, schedule, log, checkpoint
     loop.finish()
 
 What lives here: AdamW (fused where the build supports it), warmup + cosine/linear/constant schedule,
-gradient clipping and accumulation, thread count, bf16 autocast, metrics.jsonl rows, a rich progress bar,
+gradient clipping and accumulation, thread count, bf16 autocast and fused Llama ops around each training
+forward, metrics.jsonl rows, a rich progress bar,
 checkpoints with optimiser and RNG state, and bit-for-bit resume. Metrics are accumulated as tensors and
 read back to the host only on logging steps.
 """
@@ -25,7 +26,7 @@ import random
 import shutil
 import time
 from collections.abc import Iterator
-from contextlib import nullcontext
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,7 @@ import torch
 from alignlab.config import CommonConfig, option
 from alignlab.errors import UsageError
 from alignlab.io import atomic_write_json, read_json
+from alignlab.models.fused_ops import fused_llama_ops
 from alignlab.rundir import RunDir
 from alignlab.train.progress import ProgressBar
 
@@ -85,6 +87,9 @@ class TrainingConfig(CommonConfig):
     device: str = option("auto", "cpu, cuda, or auto (cuda when available)")
     torch_compile: bool = option(False, "torch.compile each decoder layer (dynamic shapes): ~15 s of compiling, "
                                  "then training steps measured 6-26% faster on a 2-core CPU; pays on long runs")
+    fused_ops: bool = option(True, "Llama's RMSNorm and RoPE as two fused autograd functions in training forwards "
+                             "(models/fused_ops.py): same values, ~8% faster steps on a 2-core CPU; off under "
+                             "--torch_compile and gradient checkpointing")
     report_to: str = option("none", "also send every metrics row to TensorBoard (events in output_dir/tensorboard; "
                             "needs the tensorboard package)", ("none", "tensorboard"))
 
@@ -220,10 +225,18 @@ class TrainLoop:
         """Step indices still to run (0-based); empty when the run already finished."""
         return iter(range(self.step, self.total_steps))
 
-    def autocast(self):
-        if not self.cfg.bf16:
-            return nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+    @contextmanager
+    def forward_context(self) -> Iterator[None]:
+        """Where every training forward runs: bf16 autocast when on, and the fused Llama ops when they apply."""
+        with ExitStack() as stack:
+            if self.cfg.bf16:
+                stack.enter_context(torch.autocast(device_type=self.device.type, dtype=torch.bfloat16))
+            # Under compile the swap would force recompiles; checkpointing's recomputation runs outside this
+            # block with HF's ops and would save a different set of tensors.
+            fused = (self.cfg.fused_ops and not self.cfg.torch_compile
+                     and not getattr(self.model, "is_gradient_checkpointing", False))
+            stack.enter_context(fused_llama_ops(self.model, enabled=fused))
+            yield
 
     def backward(self, loss: torch.Tensor) -> None:
         (loss / self.cfg.gradient_accumulation_steps).backward()

@@ -135,14 +135,14 @@ class PpoBuffer:
 
 @torch.no_grad()
 def prepare(cfg: PpoConfig, ac: ActorCritic, reference: Reference, r: Rollout, kl_coef: float,
-            autocast) -> PpoBuffer:
+            forward_context) -> PpoBuffer:
     """Old log-probs and values, KL-shaped rewards, GAE; and the rollout's metrics."""
     device = next(ac.parameters()).device
     parts: dict[str, list[Tensor]] = {"logps": [], "values": [], "entropy": [], "ref": []}
     for idx in torch.arange(len(r.texts)).split(cfg.per_device_train_batch_size):
         batch = r.rows(idx).to(device)
         width = r.batch.mask.size(1)
-        with autocast():
+        with forward_context():
             logps, entropy, values = ac(batch, cfg.temperature)
             ref = reference.logps(batch, cfg.temperature)
         for name, t in zip(parts, (logps, values, entropy, ref), strict=True):
@@ -219,7 +219,7 @@ def run_ppo(cfg: PpoConfig) -> dict:
             index = batch_indices(len(prompts.ids), r, rows, cfg.seed).tolist()
             rollout = roll_out(cfg, ac.policy, tokenizer, prompts, index, rewarder,
                                       rollout_generator(cfg.seed, r))
-            buf = prepare(cfg, ac, reference, rollout, state["kl_coef"], loop.autocast)
+            buf = prepare(cfg, ac, reference, rollout, state["kl_coef"], loop.forward_context)
             log_completions(run.path, step, prompts, rollout, cfg.completions_per_rollout)
             if cfg.kl_target is not None:
                 state["kl_coef"] = adaptive_kl_coef(state["kl_coef"], buf.metrics["kl"], cfg.kl_target, rows,
@@ -229,7 +229,7 @@ def run_ppo(cfg: PpoConfig) -> dict:
         step_metrics: dict = {}
         tokens = 0
         for idx in minibatch.split(cfg.per_device_train_batch_size):
-            with loop.autocast():
+            with loop.forward_context():
                 loss, metrics, n = ppo_loss(cfg, ac, buf, idx, device)
             loop.backward(loss)
             tokens += n

@@ -240,7 +240,7 @@ def run_dpo(cfg: DpoConfig) -> dict:
         tokens = 0
         for micro in range(accum):
             idx = batch_indices(len(examples), step * accum + micro, size, cfg.seed)
-            with loop.autocast():
+            with loop.forward_context():
                 policy = concatenated_logps(model, examples, idx, pad_id)
             loss, metrics = preference_loss(cfg, paired_batch(policy, ref, idx))
             loop.backward(loss)

@@ -168,7 +168,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
         for micro in range(cfg.gradient_accumulation_steps):
             idx = batch_indices(len(blocks), step * cfg.gradient_accumulation_steps + micro, batch, cfg.seed)
             x = blocks[idx].to(device)
-            with loop.autocast():
+            with loop.forward_context():
                 loss = model(input_ids=x, labels=x, use_cache=False).loss  # no KV cache to build while training
             loop.backward(loss)
             step_loss += loss.detach() / cfg.gradient_accumulation_steps

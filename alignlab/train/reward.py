@@ -155,7 +155,7 @@ def run_reward(cfg: RewardConfig) -> dict:
         tokens = 0
         for micro in range(accum):
             idx = batch_indices(len(train), step * accum + micro, size, cfg.seed).tolist()
-            with loop.autocast():
+            with loop.forward_context():
                 chosen, rejected, n_tokens = pair_rewards(model, train.examples, idx, pad_id)
             margin = margins[idx].to(chosen.device) if margins is not None else None
             loss, metrics = reward_loss(cfg, chosen, rejected, margin)

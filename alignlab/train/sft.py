@@ -168,7 +168,7 @@ def run_sft(cfg: SftConfig) -> dict:
         for micro in range(accum):
             batch = {k: v.to(device) for k, v in batch_for(step * accum + micro).items()}
             extra = {k: batch[k] for k in ("position_ids", "attention_mask") if k in batch}
-            with loop.autocast():
+            with loop.forward_context():
                 loss, n = completion_nll(model, batch["input_ids"], batch["labels"], **extra)
             loop.backward(loss)
             step_loss += loss.detach() / accum

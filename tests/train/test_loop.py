@@ -28,7 +28,7 @@ def train(run_dir, total, stop_after=None, resume=False, **overrides):
         if stop_after is not None and step == stop_after:
             break  # simulates a kill: nothing after the last checkpoint survives
         x = data_for(step)
-        with loop.autocast():
+        with loop.forward_context():
             loss = model(input_ids=x, labels=x).loss
         loop.backward(loss)
         loop.optimizer_step({"loss": loss.detach()}, tokens=x.numel())
@@ -103,3 +103,11 @@ def test_report_to_tensorboard_without_the_package_is_a_clear_error(tmp_path, mo
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if not installed
     with pytest.raises(UsageError, match="--report_to tensorboard: the tensorboard package is not installed"):
         train(tmp_path / "run", 2, report_to="tensorboard")
+
+
+def test_fused_llama_ops_keep_the_loss_curve(tmp_path):
+    _, fused = train(tmp_path / "fused", total=6, bf16=False)
+    _, plain = train(tmp_path / "plain", total=6, bf16=False, fused_ops=False)
+    losses = [[row["loss"] for row in run.read_metrics() if "loss" in row] for run in (fused, plain)]
+    assert len(losses[0]) == 3
+    assert losses[0] == pytest.approx(losses[1], abs=1e-5)
