@@ -9,9 +9,9 @@ Works for any HF causal LM exposing `get_decoder()` and `get_output_embeddings()
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from alignlab.data import IGNORE_INDEX
+from alignlab.objectives.lm import label_logps
 
 
 def unwrap_causal_lm(model):
@@ -35,4 +35,4 @@ def completion_nll(model, input_ids: torch.Tensor, labels: torch.Tensor, **kwarg
     keep = targets != IGNORE_INDEX
     head = unwrap_causal_lm(model).get_output_embeddings()
     logits = head(hidden[keep])  # (N, V) only where a label is set
-    return F.cross_entropy(logits.float(), targets[keep]), int(keep.sum())
+    return -label_logps(logits, targets[keep]).mean(), int(keep.sum())

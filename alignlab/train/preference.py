@@ -6,7 +6,7 @@ The losses are pure functions in `alignlab/objectives/preference.py`, picked by 
 One step, for B pairs:
 1. one concatenated forward over (2B, L) rows — prompt+chosen rows, then prompt+rejected rows, right-padded
    (causal attention never looks right, so padding needs no mask and positions start at 0 on every row);
-2. the LM head only at completion positions (as `lm_loss.py`), log_softmax + gather, summed per row
+2. the LM head only at completion positions (as `lm_loss.py`), `objectives.lm.label_logps`, summed per row
    (and the completion lengths, which IPO, SimPO, ORPO and RPO's NLL divide by);
 3. the reference's summed log-probs come from a cache computed once before training (`ref_cache.py`);
    reference-free losses (SimPO, ORPO) never touch a reference.
@@ -38,6 +38,7 @@ from alignlab.config import option
 from alignlab.data import PREFERENCE_KINDS, PreferenceExample, load_dataset, tokenize_preference
 from alignlab.errors import UsageError
 from alignlab.models import count_parameters, load_causal_lm, load_tokenizer, save_model
+from alignlab.objectives.lm import label_logps
 from alignlab.objectives.preference import (
     LOSS_HPARAMS,
     LOSSES,
@@ -112,9 +113,8 @@ def completion_logps(model, input_ids: Tensor, completion_mask: Tensor) -> tuple
     hidden = hidden_states(model, input_ids)[:, :-1]  # (R, L-1, H): position t predicts token t+1
     keep = completion_mask[:, 1:]  # (R, L-1)
     head = unwrap_causal_lm(model).get_output_embeddings()
-    logits = head(hidden[keep]).float()  # (N, V) at completion positions only
-    targets = input_ids[:, 1:][keep].unsqueeze(-1)  # (N, 1)
-    token_logps = logits.log_softmax(-1).gather(-1, targets).squeeze(-1)  # (N,)
+    logits = head(hidden[keep])  # (N, V) at completion positions only
+    token_logps = label_logps(logits, input_ids[:, 1:][keep])  # (N,) float32
     rows = torch.arange(len(input_ids), device=input_ids.device).unsqueeze(1).expand_as(keep)[keep]
     sums = torch.zeros(len(input_ids), device=token_logps.device).index_add(0, rows, token_logps)
     return sums, keep.sum(1)

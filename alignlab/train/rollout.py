@@ -25,6 +25,7 @@ from torch import Tensor
 from alignlab.generation import SamplingConfig, sample
 from alignlab.io import atomic_write_text
 from alignlab.models import load_causal_lm, stop_token_ids
+from alignlab.objectives.lm import label_logps
 from alignlab.objectives.online import token_entropy
 from alignlab.train.lm_loss import hidden_states, unwrap_causal_lm
 from alignlab.train.online import OnlineConfig, PromptSet, Rewarder
@@ -71,7 +72,7 @@ def completion_hidden(model, batch: CompletionBatch) -> Tensor:
 def completion_logps(model, hidden: Tensor, batch: CompletionBatch, temperature: float) -> tuple[Tensor, Tensor]:
     """log pi(token_t) (B, T) with grad, and the policy's entropy per token (B, T) detached; 0 where masked."""
     logits = unwrap_causal_lm(model).get_output_embeddings()(hidden).float() / temperature  # (B, T, V)
-    logps = logits.gather(-1, batch.tokens.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+    logps = label_logps(logits, batch.tokens)
     with torch.no_grad():
         entropy = token_entropy(logits) * batch.mask
     return logps * batch.mask, entropy

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from alignlab.objectives.lm import cross_entropy_loss, sequence_logps, token_entropy, token_logps
+from alignlab.objectives.lm import cross_entropy_loss, label_logps, sequence_logps, token_entropy, token_logps
 
 
 def test_uniform_logits_give_minus_log_vocab_per_token():
@@ -66,3 +66,18 @@ def test_cross_entropy_accuracy_and_empty_batch():
 
 def test_token_entropy_of_uniform_is_log_v():
     assert token_entropy(torch.zeros(2, 3, 16)).allclose(torch.full((2, 3), math.log(16)))
+
+
+def test_label_logps_matches_log_softmax_gather_in_value_and_gradient():
+    torch.manual_seed(0)
+    logits = (3 * torch.randn(5, 7, 11)).requires_grad_(True)
+    labels = torch.randint(0, 11, (5, 7))
+    weights = torch.randn(5, 7)  # a different upstream gradient per position
+    ours = label_logps(logits, labels)
+    (ours * weights).sum().backward()
+    ours_grad, logits.grad = logits.grad, None
+    ref = logits.log_softmax(-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    (ref * weights).sum().backward()
+    torch.testing.assert_close(ours, ref.detach(), rtol=0, atol=1e-6)
+    torch.testing.assert_close(ours_grad, logits.grad, rtol=0, atol=1e-6)
+    assert label_logps(logits.bfloat16(), labels).dtype == torch.float32

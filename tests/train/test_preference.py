@@ -133,7 +133,9 @@ def test_lora_reference_is_the_base_model_with_the_adapter_disabled(tiny_tokeniz
 
 
 def test_lora_dpo_run_saves_an_adapter_and_starts_at_log2(base_dir, pairs, tmp_path, reference_rows):
-    rows = dpo(base_dir, pairs, tmp_path / "lora", "--use_peft", "--lora_r", "4")
+    # transformers' own norm and RoPE, as the checkpointed run below must use: under bf16 autocast the fused
+    # ones round differently (a bf16 ulp after one update), which would hide what this compares.
+    rows = dpo(base_dir, pairs, tmp_path / "lora", "--use_peft", "--lora_r", "4", "--fused_ops", "false")
     assert reference_rows["rows"] == 2 * N_PAIRS
     assert rows[0]["loss"] == pytest.approx(math.log(2), abs=1e-5)
     assert (tmp_path / "lora" / "adapter_config.json").is_file()
