@@ -13,9 +13,8 @@ A stage builds its model and data, then writes its own visible loop:
 
 What lives here: AdamW (fused where the build supports it), warmup + cosine/linear/constant schedule,
 gradient clipping and accumulation, thread count, bf16 autocast and fused Llama ops around each training
-forward, metrics.jsonl rows, a rich progress bar,
-checkpoints with optimiser and RNG state, and bit-for-bit resume. Metrics are accumulated as tensors and
-read back to the host only on logging steps.
+forward, metrics.jsonl rows, a rich progress bar, checkpoints with optimiser and RNG state, and bit-for-bit
+resume. Metrics are accumulated as tensors and read back to the host only on logging steps.
 """
 
 from __future__ import annotations
@@ -204,6 +203,10 @@ class TrainLoop:
             raise UsageError("--max_steps: the run has no optimiser steps (empty dataset or max_steps 0)")
         self.cfg, self.model, self.run, self.total_steps = cfg, model, run, total_steps
         self.device = next(model.parameters()).device
+        # Not under compile (the swap would force recompiles) nor activation checkpointing (its recomputation
+        # runs after the forward's block, with HF's ops, and would save a different set of tensors).
+        checkpointing = any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules())
+        self._fused_ops = cfg.fused_ops and not cfg.torch_compile and not checkpointing
         if cfg.torch_compile:
             compile_decoder_layers(model)
         self.optimizer = build_optimizer(model.parameters(), cfg)
@@ -231,11 +234,7 @@ class TrainLoop:
         with ExitStack() as stack:
             if self.cfg.bf16:
                 stack.enter_context(torch.autocast(device_type=self.device.type, dtype=torch.bfloat16))
-            # Under compile the swap would force recompiles; checkpointing's recomputation runs outside this
-            # block with HF's ops and would save a different set of tensors.
-            fused = (self.cfg.fused_ops and not self.cfg.torch_compile
-                     and not getattr(self.model, "is_gradient_checkpointing", False))
-            stack.enter_context(fused_llama_ops(self.model, enabled=fused))
+            stack.enter_context(fused_llama_ops(self.model, enabled=self._fused_ops))
             yield
 
     def backward(self, loss: torch.Tensor) -> None:
