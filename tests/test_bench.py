@@ -116,3 +116,15 @@ def test_bf16_runs_both_sides_under_autocast_from_the_same_loss(capsys):
     assert row["dtype"] == "bf16"
     # bf16 matmuls on both sides: the first losses agree to bf16 rounding, not to fp32's.
     assert row["first_loss_gap"] < 2e-2
+
+
+def test_no_fused_ops_reaches_only_the_alignlab_side():
+    import argparse
+    from types import SimpleNamespace
+
+    parser = argparse.ArgumentParser()
+    harness.add_args(parser, learning_rate=1e-4)
+    for argv, fused in (([], True), (["--no-fused-ops"], False)):
+        ctx = SimpleNamespace(args=parser.parse_args(argv), run_dir=Path("unused"), total_steps=3)
+        assert harness.ours_options(ctx)["fused_ops"] is fused
+        assert "fused_ops" not in harness.trl_options(ctx)
