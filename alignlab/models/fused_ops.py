@@ -11,8 +11,9 @@ forward+backward 5–20% faster there (noisy; median ~8%).
 `fused_llama_ops(model)` swaps them in for the duration of a `with` block: each `LlamaRMSNorm` instance of
 `model` gets the fused forward, and `transformers.models.llama.modeling_llama.apply_rotary_pos_emb` (which
 `LlamaAttention.forward` looks up at call time) is replaced and then restored. Only the stock Llama classes
-are touched — other architectures (Gemma's norm scales by 1 + weight, for one) keep their own code — and
-nothing is swapped under `torch.compile`, which fuses these ops itself and would recompile on the swap.
+are touched — other architectures (Gemma's norm scales by 1 + weight, for one) keep their own code. The
+training loop does not swap them under `torch.compile` (which fuses these ops itself and would recompile
+on the swap) nor under activation checkpointing (whose recomputation runs outside the block).
 """
 
 from __future__ import annotations
@@ -95,8 +96,11 @@ def fused_llama_ops(model: nn.Module, enabled: bool = True) -> Iterator[bool]:
     """Run the block with the fused RMSNorm and RoPE in `model`'s Llama modules; yields whether it did."""
     from transformers.models.llama import modeling_llama as llama
 
-    norms = [m for m in model.modules() if type(m) is llama.LlamaRMSNorm] if enabled else []
-    attention = enabled and any(type(m) is llama.LlamaAttention for m in model.modules())
+    norms, attention = [], False
+    for m in model.modules() if enabled else ():  # one pass: this runs around every training forward
+        if type(m) is llama.LlamaRMSNorm:
+            norms.append(m)
+        attention = attention or type(m) is llama.LlamaAttention
     if not norms and not attention:
         yield False
         return
