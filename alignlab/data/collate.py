@@ -155,3 +155,24 @@ def pretrain_blocks(token_stream_docs: Iterable[Sequence[int]], block_len: int, 
     if n_blocks == 0:
         raise UsageError(f"the corpus has {len(stream)} tokens, fewer than one block of {block_len}")
     return torch.tensor(stream[: n_blocks * block_len], dtype=torch.long).view(n_blocks, block_len)
+
+
+def copy_blocks(n: int, block_len: int, token_ids: torch.Tensor, bos_id: int, seed: int,
+                min_len: int = 8, max_len: int = 40) -> torch.Tensor:
+    """Synthetic copy data, (n, block_len): each row is segments `bos, s, s` with s a uniform random run of
+    min_len..max_len ids drawn from `token_ids`, cut at block_len. A pure function of `seed`, so a resumed
+    run sees the same blocks.
+
+    Predicting the second s needs an induction head (find the earlier occurrence of the current token,
+    copy the token after it); a small model trained on natural text alone may never form one.
+    """
+    g = torch.Generator().manual_seed(seed)
+    rows = torch.empty(n, block_len, dtype=torch.long)
+    for i in range(n):
+        row: list[int] = []
+        while len(row) < block_len:
+            length = int(torch.randint(min_len, max_len + 1, (1,), generator=g))
+            s = token_ids[torch.randint(len(token_ids), (length,), generator=g)].tolist()
+            row += [bos_id, *s, *s]
+        rows[i] = torch.tensor(row[:block_len])
+    return rows

@@ -24,7 +24,7 @@ import torch
 from alignlab.config import CommonConfig, option
 from alignlab.evals.store import write_eval
 from alignlab.generation.scoring import score_continuations
-from alignlab.models import load_causal_lm, load_tokenizer
+from alignlab.models import load_causal_lm, load_tokenizer, ordinary_token_ids
 from alignlab.train.loop import seed_everything, set_threads
 
 
@@ -40,9 +40,9 @@ class SkillsConfig(CommonConfig):
 
 # --- pure metrics -----------------------------------------------------------------------------------
 
-def repeated_sequences(n: int, length: int, low: int, high: int, bos: int, seed: int) -> torch.Tensor:
-    """(n, 1 + 2·length) long: BOS, then `length` tokens drawn uniformly from [low, high), then the same again."""
-    s = torch.randint(low, high, (n, length), generator=torch.Generator().manual_seed(seed))
+def repeated_sequences(n: int, length: int, token_ids: torch.Tensor, bos: int, seed: int) -> torch.Tensor:
+    """(n, 1 + 2·length) long: BOS, then `length` ids drawn uniformly from `token_ids`, then the same again."""
+    s = token_ids[torch.randint(len(token_ids), (n, length), generator=torch.Generator().manual_seed(seed))]
     return torch.cat([torch.full((n, 1), bos), s, s], 1)
 
 
@@ -75,8 +75,7 @@ def run_skills(cfg: SkillsConfig) -> dict:
     seed_everything(cfg.seed)
     model = load_causal_lm(cfg.model, what="--model").eval()
     tokenizer = load_tokenizer(cfg.model, what="--model")
-    first_ordinary = max(tokenizer.all_special_ids) + 1  # special tokens take the first ids
-    ids = repeated_sequences(cfg.copy_sequences, cfg.copy_length, first_ordinary, len(tokenizer),
+    ids = repeated_sequences(cfg.copy_sequences, cfg.copy_length, ordinary_token_ids(tokenizer),
                              tokenizer.bos_token_id, cfg.seed)
     with torch.inference_mode():
         logits = model(input_ids=ids, use_cache=False).logits

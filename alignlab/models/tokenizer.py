@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
@@ -68,6 +69,12 @@ def wrap_tokenizer(core: Tokenizer) -> PreTrainedTokenizerFast:
     )
     tok.chat_template = CHAT_TEMPLATE
     return tok
+
+
+def ordinary_token_ids(tokenizer) -> torch.Tensor:
+    """Every id of the vocabulary that is not a special token, ascending (random-token probes draw from it)."""
+    special = set(tokenizer.all_special_ids)
+    return torch.tensor([i for i in range(len(tokenizer)) if i not in special])
 
 
 def stop_token_ids(tokenizer) -> list[int]:

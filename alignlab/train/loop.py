@@ -24,7 +24,7 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,7 +198,8 @@ class TrainLoop:
     """Optimiser, schedule, logging, progress and checkpoints for one training run."""
 
     def __init__(self, cfg: TrainingConfig, model: torch.nn.Module, run: RunDir, total_steps: int,
-                 description: str = "train"):
+                 description: str = "train", schedule: Callable[[int], float] | None = None):
+        """`schedule`: multiplier of --learning_rate at each step; warmup + --lr_scheduler_type when None."""
         if total_steps <= 0:
             raise UsageError("--max_steps: the run has no optimiser steps (empty dataset or max_steps 0)")
         self.cfg, self.model, self.run, self.total_steps = cfg, model, run, total_steps
@@ -210,7 +211,7 @@ class TrainLoop:
         if cfg.torch_compile:
             compile_decoder_layers(model)
         self.optimizer = build_optimizer(model.parameters(), cfg)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg, total_steps))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule or lr_lambda(cfg, total_steps))
         self.step = 0
         self.tokens_seen = 0
         self._window: dict[str, tuple[torch.Tensor, int]] = {}  # metric -> (sum, steps reporting it)

@@ -14,14 +14,22 @@ from pathlib import Path
 import torch
 
 from alignlab.config import option
-from alignlab.data.collate import pretrain_blocks
+from alignlab.data.collate import copy_blocks, pretrain_blocks
 from alignlab.errors import UsageError
-from alignlab.models import build_model, count_parameters, load_tokenizer, save_model, train_tokenizer
+from alignlab.models import (
+    build_model,
+    count_parameters,
+    load_tokenizer,
+    ordinary_token_ids,
+    save_model,
+    train_tokenizer,
+)
 from alignlab.rundir import RunDir
 from alignlab.train.loop import (
     TrainingConfig,
     TrainLoop,
     batch_indices,
+    lr_lambda,
     resolve_device,
     seed_everything,
     set_threads,
@@ -50,6 +58,13 @@ class PretrainConfig(TrainingConfig):
     per_device_train_batch_size: int = option(32, "blocks per micro-batch")
     num_train_epochs: float = option(1.5, "passes over the training blocks when max_steps is -1")
     logging_steps: int = option(25, "write a metrics.jsonl row every N steps")
+    copy_warmup_steps: int = option(0, "optimiser steps on synthetic copy data (random token runs, each said "
+                                       "twice) before the corpus, so that induction heads form; they come on "
+                                       "top of --max_steps")
+    copy_learning_rate: float = option(1e-3, "constant rate of the copy warm-up (after its own warmup): "
+                                             "induction formed at 1e-3 and not at 3e-3")
+    copy_fraction: float = option(0.0, "share of each corpus batch that is copy data, which keeps the skill "
+                                       "alive while the corpus is learnt")
 
 
 def read_corpus(cfg: PretrainConfig) -> tuple[list[str], dict, object]:
@@ -136,6 +151,60 @@ def calibration_probe(world, tokenizer, cfg: PretrainConfig):
     return measure
 
 
+def two_phase_schedule(cfg: PretrainConfig, corpus_steps: int):
+    """LR multiplier: the copy warm-up at a constant copy_learning_rate (after a linear warmup), then the
+    usual warmup + decay at learning_rate over the corpus steps."""
+    copy_steps = cfg.copy_warmup_steps
+    ratio = cfg.copy_learning_rate / cfg.learning_rate
+    warmup = max(1, round(cfg.warmup_ratio * copy_steps))
+    corpus = lr_lambda(cfg, corpus_steps)
+    return lambda step: ratio * min(1.0, (step + 1) / warmup) if step < copy_steps else corpus(step - copy_steps)
+
+
+def start_token_id(tokenizer) -> int:
+    return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+
+
+class BatchSource:
+    """The blocks of each micro-batch, a pure function of (seed, micro-batch index) so that resume is exact:
+    copy data during the warm-up, then corpus blocks with `copy_fraction` of each batch still copy data."""
+
+    def __init__(self, blocks: torch.Tensor, cfg: PretrainConfig, tokenizer):
+        self.copy_ids = ordinary_token_ids(tokenizer)
+        self.bos = start_token_id(tokenizer)
+        self.blocks, self.cfg = blocks, cfg
+        self.batch = cfg.per_device_train_batch_size
+        self.n_copy = round(self.batch * cfg.copy_fraction)
+        self.copy_micro = cfg.copy_warmup_steps * cfg.gradient_accumulation_steps
+
+    def copy(self, n: int, micro: int) -> torch.Tensor:
+        return copy_blocks(n, self.blocks.shape[1], self.copy_ids, self.bos, seed=self.cfg.seed * 1_000_003 + micro)
+
+    def __call__(self, micro: int) -> torch.Tensor:
+        if micro < self.copy_micro:
+            return self.copy(self.batch, micro)
+        n_corpus = self.batch - self.n_copy
+        corpus = self.blocks[batch_indices(len(self.blocks), micro - self.copy_micro, n_corpus, self.cfg.seed)]
+        return torch.cat([self.copy(self.n_copy, micro), corpus]) if self.n_copy else corpus
+
+
+def copy_probe(tokenizer, cfg: PretrainConfig):
+    """A function model -> {"copy/second_copy_acc": ...}: greedy accuracy on the second half of 32 random
+    20-token runs said twice (the in-context copying that induction heads do)."""
+    from alignlab.evals.skills import copy_accuracies, repeated_sequences
+
+    ids = repeated_sequences(32, 20, ordinary_token_ids(tokenizer), start_token_id(tokenizer), cfg.seed)
+
+    @torch.no_grad()
+    def measure(model) -> dict:
+        model.eval()
+        logits = model(input_ids=ids.to(model.device), use_cache=False).logits
+        model.train()
+        return {"copy/second_copy_acc": copy_accuracies(logits.float(), ids.to(model.device), 20)[1]}
+
+    return measure
+
+
 def run_pretrain(cfg: PretrainConfig) -> dict:
     run = RunDir.claim(cfg.output_dir, cfg.overwrite, cfg.resume)
     set_threads(cfg.num_threads)
@@ -153,28 +222,35 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
 
     device = resolve_device(cfg.device)
     model = build_model(cfg.preset, len(tokenizer), cfg.context_length, cfg.seed, tokenizer).to(device)
+    if not 0 <= cfg.copy_fraction < 1:
+        raise UsageError(f"--copy_fraction: {cfg.copy_fraction} is not in [0, 1)")
+    if cfg.copy_warmup_steps < 0:
+        raise UsageError(f"--copy_warmup_steps: {cfg.copy_warmup_steps} is negative")
     batch = cfg.per_device_train_batch_size
-    micro_per_epoch = len(blocks) // batch
-    total = total_steps(cfg, micro_per_epoch)
+    micro_per_epoch = len(blocks) // max(1, batch - round(batch * cfg.copy_fraction))
+    corpus_steps = total_steps(cfg, micro_per_epoch)
+    total = cfg.copy_warmup_steps + corpus_steps
     params = count_parameters(model)
     run.write_config(cfg, {"resolved": {"total_steps": total, "train_blocks": len(blocks),
                                         "heldout_blocks": len(held), "parameters": params, **source}})
 
     calibration = calibration_probe(world, tokenizer, cfg)
-    loop = TrainLoop(cfg, model, run, total, description="pretrain")
+    copying = copy_probe(tokenizer, cfg)
+    batches = BatchSource(blocks, cfg, tokenizer)
+    loop = TrainLoop(cfg, model, run, total, description="pretrain",
+                     schedule=two_phase_schedule(cfg, corpus_steps) if cfg.copy_warmup_steps else None)
     model.train()
     for step in loop.remaining_steps():
         step_loss = 0.0
         for micro in range(cfg.gradient_accumulation_steps):
-            idx = batch_indices(len(blocks), step * cfg.gradient_accumulation_steps + micro, batch, cfg.seed)
-            x = blocks[idx].to(device)
+            x = batches(step * cfg.gradient_accumulation_steps + micro).to(device)
             with loop.forward_context():
                 loss = model(input_ids=x, labels=x, use_cache=False).loss  # no KV cache to build while training
             loop.backward(loss)
             step_loss += loss.detach() / cfg.gradient_accumulation_steps
         loop.optimizer_step({"loss": step_loss}, tokens=x.numel() * cfg.gradient_accumulation_steps)
         if len(held) and loop.should(cfg.eval_steps):
-            loop.log_eval(lambda: {"eval_loss": heldout_loss(model, held, batch),
+            loop.log_eval(lambda: {"eval_loss": heldout_loss(model, held, batch), **copying(model),
                                    **(calibration(model) if calibration else {})})
     timing = loop.finish()
 

@@ -1,11 +1,14 @@
 """Padding, bin packing, packed collation, masks, length bucketing and pretraining blocks: hand-computed."""
 
+import itertools
+
 import pytest
 import torch
 
 from alignlab.data.collate import (
     block_causal_mask,
     collate_packed,
+    copy_blocks,
     length_bucketed_batches,
     pack_examples,
     pad_batch,
@@ -120,3 +123,18 @@ def test_pretrain_blocks():
 def test_pretrain_blocks_too_little_text():
     with pytest.raises(UsageError, match="^the corpus has 3 tokens, fewer than one block of 8$"):
         pretrain_blocks([[1, 2]], block_len=8, eos_id=0)
+
+
+def test_copy_blocks_say_each_random_run_twice():
+    pool = torch.tensor([10, 11, 12, 13, 14, 15])
+    rows = copy_blocks(4, 64, pool, bos_id=0, seed=3, min_len=3, max_len=6)
+    assert rows.shape == (4, 64) and torch.equal(rows, copy_blocks(4, 64, pool, bos_id=0, seed=3, min_len=3, max_len=6))
+    assert not torch.equal(rows, copy_blocks(4, 64, pool, bos_id=0, seed=4, min_len=3, max_len=6))
+    for row in rows.tolist():
+        assert row[0] == 0 and set(row) <= {0, *pool.tolist()}
+        starts = [i for i, t in enumerate(row) if t == 0] + [len(row)]
+        for a, b in itertools.pairwise(starts):
+            run = row[a + 1 : b]
+            if b < len(row):  # the last segment may be cut at the block's end
+                half = len(run) // 2
+                assert len(run) == 2 * half and 3 <= half <= 6 and run[:half] == run[half:]

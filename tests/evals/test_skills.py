@@ -15,14 +15,14 @@ def _one_thread(one_thread):
 
 
 def test_repeated_sequences_show_the_same_tokens_twice_after_bos():
-    ids = repeated_sequences(3, 5, low=10, high=20, bos=1, seed=0)
+    ids = repeated_sequences(3, 5, torch.arange(10, 20), bos=1, seed=0)
     assert ids.shape == (3, 11) and (ids[:, 0] == 1).all()
     assert torch.equal(ids[:, 1:6], ids[:, 6:]) and ((ids[:, 1:] >= 10) & (ids[:, 1:] < 20)).all()
 
 
 def test_copy_accuracies_of_a_perfect_copier_and_of_a_model_that_cannot_copy():
     length, vocab = 4, 30
-    ids = repeated_sequences(2, length, low=10, high=30, bos=1, seed=0)
+    ids = repeated_sequences(2, length, torch.arange(10, 30), bos=1, seed=0)
     perfect = torch.nn.functional.one_hot(torch.cat([ids[:, 1:], ids[:, :1]], 1), vocab).float()
     assert copy_accuracies(perfect, ids, length) == (1.0, 1.0)
     # Knows the second copy only: predicts token t + 1 correctly from position `length` on.
