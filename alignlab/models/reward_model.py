@@ -27,6 +27,7 @@ from alignlab.data import PreferenceExample
 from alignlab.data.chat import prompt_completion_ids
 from alignlab.errors import UsageError
 from alignlab.models.build import check_local_model_dir, load_causal_lm
+from alignlab.models.last_token_score import last_token_scores
 
 
 @contextlib.contextmanager
@@ -112,8 +113,9 @@ def right_pad(rows: list[list[int]], pad_id: int) -> Tensor:
 
 
 def sequence_rewards(rm, input_ids: Tensor) -> Tensor:
-    """(R,) float32 rewards of right-padded rows (R, L), read where the model's own rule reads them."""
-    return rm(input_ids=input_ids, use_cache=False).logits[:, 0].float()
+    """(R,) float32 rewards of right-padded rows (R, L), read where the model's own rule reads them (the
+    top layer of a Llama runs only there)."""
+    return last_token_scores(rm, input_ids)[:, 0].float()
 
 
 def pair_rows(examples: list[PreferenceExample], idx: list[int]) -> list[list[int]]:
