@@ -79,3 +79,12 @@ def test_unsupported_models_take_their_own_forward():
     a = last_token_scores(model, ids)
     torch.manual_seed(1)
     assert torch.equal(a, model(input_ids=ids, use_cache=False).logits)
+
+
+def test_activation_checkpointing_takes_the_models_own_forward():
+    from alignlab.models.last_token_score import _supported
+
+    model = classifier()
+    assert _supported(model)
+    model.gradient_checkpointing_enable()
+    assert not _supported(model)
