@@ -3,6 +3,8 @@
 Steps: read documents → train a byte-level BPE (unless `--tokenizer DIR` is given) → tokenise → hold
 out a fraction of the documents → pack the rest into blocks of `context_length` tokens, documents
 separated by eos (no padding) → an explicit loop with periodic held-out loss → save the base model.
+With `--copy_warmup_steps` the loop first trains on synthetic copy blocks (induction heads form there),
+and `--copy_fraction` keeps a share of copy blocks in every corpus batch.
 """
 
 from __future__ import annotations
@@ -205,7 +207,17 @@ def copy_probe(tokenizer, cfg: PretrainConfig):
     return measure
 
 
+def check_copy_options(cfg: PretrainConfig) -> None:
+    batch = cfg.per_device_train_batch_size
+    if not 0 <= cfg.copy_fraction < 1 or round(batch * cfg.copy_fraction) >= batch:
+        raise UsageError(f"--copy_fraction: {cfg.copy_fraction} leaves no corpus blocks in a batch of {batch} "
+                         "(give a share in [0, 1))")
+    if cfg.copy_warmup_steps < 0:
+        raise UsageError(f"--copy_warmup_steps: {cfg.copy_warmup_steps} is negative")
+
+
 def run_pretrain(cfg: PretrainConfig) -> dict:
+    check_copy_options(cfg)
     run = RunDir.claim(cfg.output_dir, cfg.overwrite, cfg.resume)
     set_threads(cfg.num_threads)
     seed_everything(cfg.seed)
@@ -222,12 +234,8 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
 
     device = resolve_device(cfg.device)
     model = build_model(cfg.preset, len(tokenizer), cfg.context_length, cfg.seed, tokenizer).to(device)
-    if not 0 <= cfg.copy_fraction < 1:
-        raise UsageError(f"--copy_fraction: {cfg.copy_fraction} is not in [0, 1)")
-    if cfg.copy_warmup_steps < 0:
-        raise UsageError(f"--copy_warmup_steps: {cfg.copy_warmup_steps} is negative")
     batch = cfg.per_device_train_batch_size
-    micro_per_epoch = len(blocks) // max(1, batch - round(batch * cfg.copy_fraction))
+    micro_per_epoch = len(blocks) // (batch - round(batch * cfg.copy_fraction))
     corpus_steps = total_steps(cfg, micro_per_epoch)
     total = cfg.copy_warmup_steps + corpus_steps
     params = count_parameters(model)

@@ -103,6 +103,8 @@ def test_two_phase_schedule_by_hand():
     assert [f(100), f(101), f(102), f(111)] == pytest.approx([0.5, 1.0, 1.0, 0.5])
 
 
-def test_copy_fraction_out_of_range_is_a_usage_error(corpus, tmp_path, capsys):
-    assert main(args(corpus, tmp_path / "run", "--copy_fraction", "1")) == 2
-    assert "--copy_fraction" in capsys.readouterr().err
+@pytest.mark.parametrize("bad", [["--copy_fraction", "1"], ["--copy_fraction", "0.95"],
+                                 ["--copy_warmup_steps", "-1"]], ids=["one", "rounds-to-all", "negative"])
+def test_bad_copy_options_are_usage_errors_before_anything_is_written(corpus, tmp_path, capsys, bad):
+    assert main(args(corpus, tmp_path / "run", *bad)) == 2  # a batch of 8: 0.95 rounds to 8 copy blocks
+    assert bad[0] in capsys.readouterr().err and not (tmp_path / "run").exists()
