@@ -53,8 +53,9 @@ def read_positions(input_ids: Tensor, pad_token_id: int) -> Tensor:
 
 
 def _rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    half = x.shape[-1] // 2
-    return x * cos + torch.cat([-x[..., half:], x[..., :half]], -1) * sin
+    from transformers.models.llama.modeling_llama import rotate_half
+
+    return x * cos + rotate_half(x) * sin
 
 
 def last_token_scores(rm: nn.Module, input_ids: Tensor) -> Tensor:

@@ -163,6 +163,10 @@ def two_phase_schedule(cfg: PretrainConfig, corpus_steps: int):
     return lambda step: ratio * min(1.0, (step + 1) / warmup) if step < copy_steps else corpus(step - copy_steps)
 
 
+def copy_blocks_per_batch(cfg: PretrainConfig) -> int:
+    return round(cfg.per_device_train_batch_size * cfg.copy_fraction)
+
+
 def start_token_id(tokenizer) -> int:
     return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
 
@@ -176,7 +180,8 @@ class BatchSource:
         self.bos = start_token_id(tokenizer)
         self.blocks, self.cfg = blocks, cfg
         self.batch = cfg.per_device_train_batch_size
-        self.n_copy = round(self.batch * cfg.copy_fraction)
+        self.n_copy = copy_blocks_per_batch(cfg)
+        self.n_corpus = self.batch - self.n_copy
         self.copy_micro = cfg.copy_warmup_steps * cfg.gradient_accumulation_steps
 
     def copy(self, n: int, micro: int) -> torch.Tensor:
@@ -185,8 +190,7 @@ class BatchSource:
     def __call__(self, micro: int) -> torch.Tensor:
         if micro < self.copy_micro:
             return self.copy(self.batch, micro)
-        n_corpus = self.batch - self.n_copy
-        corpus = self.blocks[batch_indices(len(self.blocks), micro - self.copy_micro, n_corpus, self.cfg.seed)]
+        corpus = self.blocks[batch_indices(len(self.blocks), micro - self.copy_micro, self.n_corpus, self.cfg.seed)]
         return torch.cat([self.copy(self.n_copy, micro), corpus]) if self.n_copy else corpus
 
 
@@ -209,7 +213,7 @@ def copy_probe(tokenizer, cfg: PretrainConfig):
 
 def check_copy_options(cfg: PretrainConfig) -> None:
     batch = cfg.per_device_train_batch_size
-    if not 0 <= cfg.copy_fraction < 1 or round(batch * cfg.copy_fraction) >= batch:
+    if not 0 <= cfg.copy_fraction < 1 or copy_blocks_per_batch(cfg) >= batch:
         raise UsageError(f"--copy_fraction: {cfg.copy_fraction} leaves no corpus blocks in a batch of {batch} "
                          "(give a share in [0, 1))")
     if cfg.copy_warmup_steps < 0:
@@ -235,8 +239,8 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
     device = resolve_device(cfg.device)
     model = build_model(cfg.preset, len(tokenizer), cfg.context_length, cfg.seed, tokenizer).to(device)
     batch = cfg.per_device_train_batch_size
-    micro_per_epoch = len(blocks) // (batch - round(batch * cfg.copy_fraction))
-    corpus_steps = total_steps(cfg, micro_per_epoch)
+    batches = BatchSource(blocks, cfg, tokenizer)
+    corpus_steps = total_steps(cfg, len(blocks) // batches.n_corpus)
     total = cfg.copy_warmup_steps + corpus_steps
     params = count_parameters(model)
     run.write_config(cfg, {"resolved": {"total_steps": total, "train_blocks": len(blocks),
@@ -244,7 +248,6 @@ def run_pretrain(cfg: PretrainConfig) -> dict:
 
     calibration = calibration_probe(world, tokenizer, cfg)
     copying = copy_probe(tokenizer, cfg)
-    batches = BatchSource(blocks, cfg, tokenizer)
     loop = TrainLoop(cfg, model, run, total, description="pretrain",
                      schedule=two_phase_schedule(cfg, corpus_steps) if cfg.copy_warmup_steps else None)
     model.train()
