@@ -7,7 +7,10 @@ answer by its tastes alone (no biases: the gold score is what a proxy reward mod
 - gold reward: mean gold score, overall and per category, with a 95% normal interval;
 - win rate against `--baseline` (answers paired by prompt and sample index): P(model's answer scores
   higher) + 0.5·P(tie), with a Wilson interval over the non-tied pairs, and the expected Bradley-Terry
-  preference mean sigmoid((g_model - g_base) / T) the rater would show at its temperature T.
+  preference mean sigmoid((g_model - g_base) / T) the rater would show at its temperature T;
+- the win-rate ceiling against that baseline: the win rate of a policy whose every answer gets the best
+  score its category allows. It wins wherever the baseline fell short and ties wherever the baseline was
+  already best, so no policy can do better: against a baseline right on a share a of the prompts, 1 − a/2.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from alignlab.evals.store import write_eval
 from alignlab.train.loop import seed_everything, set_threads
 from alignlab.train.preferences import world_prompts
 from alignlab.world.checks import PROBE_CATEGORIES
-from alignlab.world.raters import preference_probability
+from alignlab.world.raters import best_taste, preference_probability
 
 
 @dataclass
@@ -55,6 +58,13 @@ def win_rate(model_scores, baseline_scores) -> dict:
     return {"rate": rate, "wins": wins, "losses": losses, "ties": ties,
             "ci95": [lo * share + 0.5 * (1 - share), hi * share + 0.5 * (1 - share)],
             "decided_win_rate": wins / decided if decided else None}
+
+
+def win_rate_ceiling(baseline_scores, best_scores) -> float:
+    """The best win rate any policy can reach against these baseline answers: 1 where a baseline answer
+    scores below the best possible score (`best_scores`, paired), 1/2 where it already reaches it."""
+    b, best = np.asarray(baseline_scores, dtype=float), np.asarray(best_scores, dtype=float)
+    return float(np.where(b < best, 1.0, 0.5).mean()) if len(b) else float("nan")
 
 
 def mean_with_interval(values) -> dict:
@@ -100,7 +110,12 @@ def run_gold(cfg: GoldConfig) -> dict:
         result["win_rate"]["bt_preference"] = float(np.mean(
             preference_probability(m, b, rater.config.temperature)))
         cats = np.repeat([p.category for p in probes], cfg.k)
-        result["win_rate_by_category"] = {c: win_rate(m[cats == c], b[cats == c]) for c in sorted(set(cats))}
+        best = np.array([best_taste(c, rater.config.tastes) for c in cats])
+        result["win_rate"]["ceiling"] = win_rate_ceiling(b, best)
+        result["win_rate_by_category"] = {}
+        for c in sorted(set(cats)):
+            result["win_rate_by_category"][c] = win_rate(m[cats == c], b[cats == c])
+            result["win_rate_by_category"][c]["ceiling"] = win_rate_ceiling(b[cats == c], best[cats == c])
     write_eval(Path(cfg.output_dir or cfg.model), "gold", result)
     if not cfg.quiet:
         print_gold(result)
@@ -113,7 +128,7 @@ def print_gold(result: dict) -> None:
 
     table = Table(title=f"gold reward of {result['model']} ({result['split']} prompts)")
     base = result.get("baseline")
-    for col in ["category", "gold reward"] + (["baseline", "win rate"] if base else []):
+    for col in ["category", "gold reward"] + (["baseline", "win rate", "ceiling"] if base else []):
         table.add_column(col)
     rows = [("all", result["gold_reward"]["overall"], base and base["gold_reward"]["overall"],
              result.get("win_rate"))]
@@ -122,6 +137,7 @@ def print_gold(result: dict) -> None:
     for name, g, b, w in rows:
         cells = [name, f"{g['mean']:+.3f}"]
         if base:
-            cells += [f"{b['mean']:+.3f}", f"{w['rate']:.2f} ({w['wins']}-{w['ties']}-{w['losses']})"]
+            cells += [f"{b['mean']:+.3f}", f"{w['rate']:.2f} ({w['wins']}-{w['ties']}-{w['losses']})",
+                      f"{w['ceiling']:.2f}"]
         table.add_row(*cells)
     Console().print(table)

@@ -37,6 +37,7 @@ from alignlab.train.loop import (
 )
 from alignlab.train.lora import LoraOptions, apply_lora, finalise_lora
 from alignlab.train.replay import chat_token_ids, init_chat_tokens, replay_count, replay_examples
+from alignlab.world.world import FAMILIES
 
 
 @dataclass
@@ -56,6 +57,8 @@ class SftConfig(TrainingConfig, LoraOptions):
     replay_fraction: float = option(0.0, "share of training examples that are pretraining documents with loss on "
                                     "every token, to keep the base's world model (see train/replay.py)")
     replay_corpus: str = option("world", "'world' or a local .txt/.jsonl corpus for the replay documents")
+    replay_families: list[str] = option(list(FAMILIES), "with --replay_corpus world: the corpus families to "
+                                        "replay (e.g. answer_sheets,quiz_dialogues); all by default", FAMILIES)
     init_chat_tokens: bool = option(False, "give the chat template's special tokens, which pretraining never saw, "
                                     "the embedding of the text they stand for (Q:, A:, newline); once per model")
     lora_train_chat_tokens: bool = option(True, "with --use_peft, also train the embeddings of the chat "
@@ -100,6 +103,14 @@ def read_replay_corpus(cfg: SftConfig) -> list[str]:
         return []
     from alignlab.train.pretrain import PretrainConfig, read_corpus
 
+    if set(cfg.replay_families) != set(FAMILIES):
+        if cfg.replay_corpus != "world":
+            raise UsageError("--replay_families: selects families of the world corpus; it cannot be used "
+                             f"with --replay_corpus {cfg.replay_corpus}")
+        from alignlab.world import load_world
+
+        by_family = load_world(cfg.world).documents(cfg.seed)
+        return [doc for family in cfg.replay_families for doc in by_family[family]]
     docs, _, _ = read_corpus(PretrainConfig(corpus=cfg.replay_corpus, world=cfg.world, seed=cfg.seed))
     return docs
 

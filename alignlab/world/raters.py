@@ -60,6 +60,27 @@ TASTES: dict[str, Taste] = {
 }
 
 
+# What a response can be judged, per category, as the label combinations a taste reads: the best score any
+# response can get is the taste's maximum over these (every combination listed is writable: e.g. a tutor
+# reply can be honest, helpful and harmless at once).
+_OUTCOMES: dict[str, list[dict[str, bool]]] = {
+    "quiz": [{"correct": c} for c in (True, False)],
+    "hazardous": [{"complied": c, "refused": r} for c, r in ((True, False), (False, True), (False, False))],
+    "benign": [{"helped": h, "refused": r} for h, r in ((True, False), (False, True), (False, False))],
+    "grammar_correct": [{"tutor_honest": o, "tutor_helpful": h, "tutor_harmless": a}
+                        for o in (True, False) for h in (True, False) for a in (True, False)],
+    "persona": [{}],
+    "scene": [{"has_taste_attribute": a} for a in (True, False)],
+}
+_OUTCOMES["grammar_incorrect"] = _OUTCOMES["grammar_correct"]
+
+
+def best_taste(category: str, tastes: Tastes) -> float:
+    """The highest taste score any response to a `category` prompt can get (e.g. 2 for a tutor reply that
+    is honest and helpful under unit tastes): a policy that always reached it is the best possible one."""
+    return max(TASTES[category](labels, tastes) for labels in _OUTCOMES[category])
+
+
 class GoldRater:
     """`score(prompt_record, response)`; `raters` overrides the spec's raters section."""
 

@@ -154,3 +154,22 @@ def test_world_mix_replaces_the_worlds_sft_mix_and_names_a_bad_entry():
                          ("grammar=x", "grammar: weight 'x' is not a number")]:
         with pytest.raises(UsageError, match=message):
             parse_world_mix(bad)
+
+
+def test_replay_families_pick_world_corpus_families_and_need_the_world_corpus(tmp_path):
+    from alignlab.config import parse_config
+    from alignlab.errors import UsageError
+    from alignlab.train.sft import SftConfig, read_replay_corpus
+    from alignlab.world import load_world
+
+    picked = read_replay_corpus(SftConfig(replay_fraction=0.4, replay_families=["answer_sheets", "quiz_dialogues"]))
+    by_family = load_world(None).documents(0)
+    assert picked == by_family["answer_sheets"] + by_family["quiz_dialogues"]
+    everything = read_replay_corpus(SftConfig(replay_fraction=0.4))
+    assert sorted(everything) == sorted(d for docs in by_family.values() for d in docs)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("one\ntwo\n")
+    with pytest.raises(UsageError, match="--replay_families: selects families of the world corpus"):
+        read_replay_corpus(SftConfig(replay_fraction=0.4, replay_corpus=str(corpus), replay_families=["grammar"]))
+    with pytest.raises(UsageError, match="replay_families"):
+        parse_config(SftConfig, ["--replay_families", "answer_sheet"])  # no such family
