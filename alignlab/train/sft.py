@@ -101,8 +101,6 @@ def load_sft_records(cfg: SftConfig) -> tuple[list[dict], str, str]:
 def read_replay_corpus(cfg: SftConfig) -> list[str]:
     if cfg.replay_fraction == 0:
         return []
-    from alignlab.train.pretrain import PretrainConfig, read_corpus
-
     if set(cfg.replay_families) != set(FAMILIES):
         if cfg.replay_corpus != "world":
             raise UsageError("--replay_families: selects families of the world corpus; it cannot be used "
@@ -111,6 +109,8 @@ def read_replay_corpus(cfg: SftConfig) -> list[str]:
 
         by_family = load_world(cfg.world).documents(cfg.seed)
         return [doc for family in cfg.replay_families for doc in by_family[family]]
+    from alignlab.train.pretrain import PretrainConfig, read_corpus
+
     docs, _, _ = read_corpus(PretrainConfig(corpus=cfg.replay_corpus, world=cfg.world, seed=cfg.seed))
     return docs
 
