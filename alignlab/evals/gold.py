@@ -110,7 +110,8 @@ def run_gold(cfg: GoldConfig) -> dict:
         result["win_rate"]["bt_preference"] = float(np.mean(
             preference_probability(m, b, rater.config.temperature)))
         cats = np.repeat([p.category for p in probes], cfg.k)
-        best = np.array([best_taste(c, rater.config.tastes) for c in cats])
+        best_of = {c: best_taste(c, rater.config.tastes) for c in set(cats)}
+        best = np.array([best_of[c] for c in cats])
         result["win_rate"]["ceiling"] = win_rate_ceiling(b, best)
         result["win_rate_by_category"] = {}
         for c in sorted(set(cats)):
