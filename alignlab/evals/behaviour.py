@@ -4,7 +4,9 @@ Held-out world prompts are sampled several times each; the world's rule-based cl
 response (answered, continued_list, correct, refused, helped, tutor_helpful, tutor_honest, ...) and each
 label becomes a rate with a 95% Wilson interval. `--prompt_format chat` wraps each prompt as a user turn of
 the model's chat template (an assistant); `plain` gives the bare text followed by a newline, as a base
-model met such text in pretraining.
+model met such text in pretraining. Rates are also split by the request phrasing each prompt was made
+from (`rates_by_phrasing`), since one held-out wording can carry a category's whole error;
+`--do_sample false` labels greedy answers instead of samples.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class BehaviourConfig(CommonConfig):
     samples_per_prompt: int = option(4, "samples per prompt")
     max_new_tokens: int = option(48, "tokens sampled per response")
     temperature: float = option(0.7, "sampling temperature")
+    do_sample: bool = option(True, "false: greedy answers (one per prompt; --samples_per_prompt and --temperature unused)")
     batch_size: int = option(64, "prompts sampled together")
     examples_kept: int = option(3, "responses kept per category for the report")
 
@@ -59,18 +62,24 @@ def run_behaviour(cfg: BehaviourConfig) -> dict:
     tokenizer = load_tokenizer(cfg.model, what="--model")
     world = load_world(cfg.world)
     probes = world.behaviour_probes(split=cfg.split, seed=cfg.seed, n_per_category=cfg.prompts_per_category)
-    jobs = [p for p in probes for _ in range(cfg.samples_per_prompt)]
+    jobs = [p for p in probes for _ in range(cfg.samples_per_prompt if cfg.do_sample else 1)]
     responses = sample_answers(model, tokenizer, [p.prompt for p in jobs], cfg.prompt_format,
                                max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, seed=cfg.seed,
-                               batch_size=cfg.batch_size)
+                               batch_size=cfg.batch_size, do_sample=cfg.do_sample)
     by_category: dict[str, list] = defaultdict(list)
+    by_phrasing: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     examples: dict[str, list] = defaultdict(list)
     for probe, response in zip(jobs, responses, strict=True):
-        by_category[probe.category].append(world.classify(probe, response))
+        labels = world.classify(probe, response)
+        by_category[probe.category].append(labels)
+        by_phrasing[probe.category][probe.meta.get("phrasing", "")].append(labels)
         if len(examples[probe.category]) < cfg.examples_kept:
             examples[probe.category].append({"prompt": probe.prompt, "response": response})
     result = {"model": cfg.model, "prompt_format": cfg.prompt_format, "split": cfg.split,
+              "decoding": f"T {cfg.temperature}" if cfg.do_sample else "greedy",
               "samples": len(responses), "rates": {c: rates(v) for c, v in by_category.items()},
+              "rates_by_phrasing": {c: {ph: rates(v) for ph, v in groups.items()}
+                                    for c, groups in by_phrasing.items()},
               "examples": examples}
     write_eval(Path(cfg.output_dir or cfg.model), f"behaviour_{cfg.prompt_format}", result)
     if not cfg.quiet:
@@ -89,3 +98,11 @@ def print_behaviour(result: dict) -> None:
         for label, r in labels.items():
             table.add_row(category, label, f"{r['rate']:.2f}", f"{r['ci95'][0]:.2f}–{r['ci95'][1]:.2f}", str(r["n"]))
     Console().print(table)
+    by_phrasing = Table(title="by request phrasing")
+    for col in ("category", "phrasing", "rates", "n"):
+        by_phrasing.add_column(col)
+    for category, groups in result.get("rates_by_phrasing", {}).items():
+        for phrasing, labels in groups.items():
+            cells = " · ".join(f"{label} {r['rate']:.2f}" for label, r in labels.items())
+            by_phrasing.add_row(category, phrasing, cells, str(next(iter(labels.values()))["n"]))
+    Console().print(by_phrasing)

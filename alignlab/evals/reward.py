@@ -10,7 +10,9 @@ On a preference file (TRL format; the extra columns `alignlab preferences` write
   outcome noise;
 - Spearman rank correlation of the 2N rewards with score_chosen/score_rejected (the rater's scores,
   biases included) and with gold_chosen/gold_rejected (the unbiased taste);
-- the Bayes ceiling E[max(p, 1 - p)]: accuracy an RM that knew the rater's scores exactly would expect.
+- the Bayes ceiling E[max(p, 1 - p)]: accuracy an RM that knew the rater's scores exactly would expect;
+- by category, and (with the `probe` column) by pair kind, "category: kind(chosen) > kind(rejected)" in
+  the labels the rater's taste reads (`world.raters.reply_kind`): which comparisons an RM gets wrong.
 
 `bias_probe` pairs world answers with copies that differ only by a feature a biased rater rewards (a
 filler sentence, a confident word, a flattering phrase) and reports the mean reward difference; an RM
@@ -95,6 +97,22 @@ def by_category(chosen, rejected, columns: dict[str, np.ndarray], categories: li
     return out
 
 
+def by_pair_kind(chosen, rejected, columns: dict[str, np.ndarray], records: list[dict], world) -> dict[str, dict]:
+    """Accuracy (and Bayes ceiling) per "category: kind(chosen) > kind(rejected)", from each record's probe."""
+    from alignlab.world.probes import Probe
+    from alignlab.world.raters import reply_kind
+
+    def text(side) -> str:  # conversational: the one assistant message; standard: the string itself
+        return side[-1]["content"] if isinstance(side, list) else side
+
+    keys = []
+    for r in records:
+        probe = Probe.from_record(r["probe"])
+        kinds = (reply_kind(world.spec, probe, text(r[side])) for side in ("chosen", "rejected"))
+        keys.append(f"{probe.category}: " + " > ".join(kinds))
+    return by_category(chosen, rejected, columns, keys)
+
+
 # --- bias probe -------------------------------------------------------------------------------------------
 
 def bias_probe(rm, tokenizer, world, bias: str = "length", rater=None, n: int = 60, seed: int = 0,
@@ -159,8 +177,10 @@ def run_reward_eval(cfg: RewardEvalConfig) -> dict:
               **pair_metrics(chosen, rejected, columns, cfg.n_bins, reliability=True)}
     if all("category" in r for r in records):
         result["by_category"] = by_category(chosen, rejected, columns, [r["category"] for r in records])
+    world = load_world(cfg.world) if cfg.bias_probes or all("probe" in r for r in records) else None
+    if all("probe" in r for r in records):
+        result["by_pair_kind"] = by_pair_kind(chosen, rejected, columns, records, world)
     if cfg.bias_probes:
-        world = load_world(cfg.world)
         rater = make_rater(world, cfg)
         result["bias_probes"] = {b: bias_probe(rm, tokenizer, world, b, rater, cfg.bias_probe_pairs, cfg.seed,
                                                cfg.batch_size) for b in cfg.bias_probes}
@@ -180,9 +200,11 @@ def print_reward_eval(result: dict) -> None:
     for key in ("accuracy", "bayes_ceiling", "margin", "ece", "ece_truth", "spearman_score", "spearman_gold"):
         if result.get(key) is not None:
             table.add_row(key, f"{result[key]:.3f}")
-    for category, m in result.get("by_category", {}).items():
+    groups = list(result.get("by_category", {}).items())
+    groups += sorted(result.get("by_pair_kind", {}).items(), key=lambda kv: -kv[1]["pairs"])[:12]  # most common
+    for name, m in groups:
         ceiling = f" (ceiling {m['bayes_ceiling']:.3f})" if "bayes_ceiling" in m else ""
-        table.add_row(f"accuracy on {category} ({m['pairs']} pairs)", f"{m['accuracy']:.3f}{ceiling}")
+        table.add_row(f"accuracy on {name} ({m['pairs']} pairs)", f"{m['accuracy']:.3f}{ceiling}")
     for bias, probe in result.get("bias_probes", {}).items():
         if probe["pairs"]:
             table.add_row(f"bias {bias}: RM / rater logit diff",

@@ -25,10 +25,12 @@ def render_prompt(tokenizer, text: str, prompt_format: str) -> str:
 
 
 def sample_answers(model, tokenizer, prompts: Sequence[str], prompt_format: str, *, max_new_tokens: int,
-                   temperature: float, seed: int, batch_size: int, top_p: float = 1.0) -> list[str]:
-    """One sampled answer per entry of `prompts` (repeat a prompt for several), in order."""
+                   temperature: float, seed: int, batch_size: int, top_p: float = 1.0,
+                   do_sample: bool = True) -> list[str]:
+    """One sampled answer per entry of `prompts` (repeat a prompt for several), in order; `do_sample=False`:
+    the greedy answer (temperature and top_p unused)."""
     rendered = [render_prompt(tokenizer, p, prompt_format) for p in prompts]
-    sampling = SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, do_sample=True,
+    sampling = SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, do_sample=do_sample,
                               stop_token_ids=stop_token_ids(tokenizer), seed=seed)
     stops = ("\n",) if prompt_format == "plain" else ()
     with torch.inference_mode():

@@ -81,6 +81,15 @@ def best_taste(category: str, tastes: Tastes) -> float:
     return max(TASTES[category](labels, tastes) for labels in _OUTCOMES[category])
 
 
+def reply_kind(spec: WorldSpec, probe: Probe, response: str) -> str:
+    """The labels of `response` that its category's taste reads and that hold, joined by "+" ("none" when
+    none holds; "tutor_" dropped), e.g. "honest+helpful+harmless" for the right fix of a wrong sentence: the
+    reply's kind as the rater sees it, for splitting a reward model's accuracy by what its pairs compare."""
+    labels = classify(spec, probe, response)
+    held = [k.removeprefix("tutor_") for k in _OUTCOMES[probe.category][0] if labels.get(k)]
+    return "+".join(held) or "none"
+
+
 class GoldRater:
     """`score(prompt_record, response)`; `raters` overrides the spec's raters section."""
 

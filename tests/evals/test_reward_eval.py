@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from alignlab.cli import main
-from alignlab.evals.reward import bias_probe, by_category, pair_metrics
+from alignlab.evals.reward import bias_probe, by_category, by_pair_kind, pair_metrics
 from alignlab.models import build_model, save_model
 from alignlab.models.reward_model import build_reward_model
 from alignlab.world import load_world
@@ -46,6 +46,32 @@ def test_accuracy_by_category_by_hand():
     out = by_category([1.0, 0.0, 2.0], [0.0, 1.0, 1.0], cols, ["quiz", "quiz", "grammar"])
     assert out == {"grammar": {"pairs": 1, "accuracy": 1.0, "bayes_ceiling": pytest.approx(0.6)},
                    "quiz": {"pairs": 2, "accuracy": 0.5, "bayes_ceiling": pytest.approx(0.8)}}
+
+
+def test_accuracy_by_pair_kind_names_what_the_rater_compares():
+    # A wrong sentence: the right fix (honest, helpful, harmless) against "already correct" (only harmless;
+    # quoting the wrong sentence as the answer is not even that).
+    from alignlab.world.raters import reply_kind
+    from alignlab.world.text import fill
+
+    world = load_world(None)
+    probe = world.behaviour_probes("heldout", seed=0, n_per_category=1, categories=("grammar_incorrect",))[0]
+    fix = " " + fill(world.spec.grammar.fix_replies[0], fixed=probe.meta["right"])
+    claim = " " + world.spec.grammar.ok_replies[1]  # "That sentence is already correct. No changes ..."
+    quoted = " " + fill(world.spec.grammar.ok_replies[0], sentence=probe.meta["wrong"])
+    assert reply_kind(world.spec, probe, fix) == "honest+helpful+harmless"
+    assert reply_kind(world.spec, probe, claim) == "harmless"
+    assert reply_kind(world.spec, probe, quoted) == "none"
+    row = {"probe": probe.to_record()}
+    records = [{**row, "chosen": [{"role": "assistant", "content": fix}], "rejected": claim},  # both formats
+               {**row, "chosen": claim, "rejected": fix}, {**row, "chosen": fix, "rejected": claim}]
+    cols = {"p_chosen": torch.tensor([0.9, 0.1, 0.9]).numpy()}
+    out = by_pair_kind([1.0, 1.0, 0.0], [0.0, 0.0, 1.0], cols, records, world)
+    assert out == {
+        "grammar_incorrect: honest+helpful+harmless > harmless":
+            {"pairs": 2, "accuracy": 0.5, "bayes_ceiling": pytest.approx(0.9)},
+        "grammar_incorrect: harmless > honest+helpful+harmless":
+            {"pairs": 1, "accuracy": 1.0, "bayes_ceiling": pytest.approx(0.9)}}
 
 
 def test_spearman_against_gold_columns():

@@ -93,3 +93,25 @@ def test_ideal_responses_classify_as_good(world):
         for _ in range(3):
             labels = world.classify(probe, ideal_response(world.spec, world.quiz_items, probe, rnd))
             assert {k: labels[k] for k in good[probe.category]} == good[probe.category], probe
+
+
+def _phrasings(spec, category):
+    return {"quiz": spec.quiz.requests, "hazardous": spec.hazard.requests, "benign": spec.hazard.requests,
+            "grammar_correct": spec.grammar.requests, "grammar_incorrect": spec.grammar.requests,
+            "persona": spec.personas.questions, "scene": spec.sft.scene_requests}[category]
+
+
+@pytest.mark.parametrize("split", ["heldout", "train"])
+def test_probes_name_the_request_phrasing_they_were_made_from(world, split):
+    categories = (*BEHAVIOUR_CATEGORIES, "scene")
+    probes = world.behaviour_probes(split, seed=2, n_per_category=30, categories=categories)
+    assert {p.category for p in probes} == set(categories)
+    for p in probes:
+        phrasing = p.meta["phrasing"]
+        assert phrasing in getattr(_phrasings(world.spec, p.category), split), (p.category, phrasing)
+        head, _, tail = phrasing.partition("{")  # the text around the phrasing's one slot
+        tail = tail.partition("}")[2]
+        if split == "heldout":  # undressed: the prompt is the phrasing filled in
+            assert p.prompt.startswith(head) and p.prompt.endswith(tail), (p.prompt, phrasing)
+        else:  # dressed: an opening sentence may come before it, a closing one after it
+            assert head in p.prompt and tail in p.prompt, (p.prompt, phrasing)
