@@ -4,9 +4,9 @@ Held-out world prompts are sampled several times each; the world's rule-based cl
 response (answered, continued_list, correct, refused, helped, tutor_helpful, tutor_honest, ...) and each
 label becomes a rate with a 95% Wilson interval. `--prompt_format chat` wraps each prompt as a user turn of
 the model's chat template (an assistant); `plain` gives the bare text followed by a newline, as a base
-model met such text in pretraining. Rates are also split by the request phrasing each prompt was made
-from (`rates_by_phrasing`), since one held-out wording can carry a category's whole error;
-`--do_sample false` labels greedy answers instead of samples.
+model met such text in pretraining. `--group_by` also splits every rate by probe fields (`rates_by`): by
+default the request phrasing a prompt was made from, since one held-out wording can carry a category's
+error; `question` gives quiz accuracy per item. `--do_sample false` labels greedy answers instead.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ class BehaviourConfig(CommonConfig):
     max_new_tokens: int = option(48, "tokens sampled per response")
     temperature: float = option(0.7, "sampling temperature")
     do_sample: bool = option(True, "false: greedy answers (one per prompt; --samples_per_prompt and --temperature unused)")
+    group_by: list[str] = option(["phrasing"], "probe fields to split every rate by, e.g. phrasing,question "
+                                 "(quiz items), procedure, trait; categories without the field are left out")
     batch_size: int = option(64, "prompts sampled together")
     examples_kept: int = option(3, "responses kept per category for the report")
 
@@ -67,19 +69,22 @@ def run_behaviour(cfg: BehaviourConfig) -> dict:
                                max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, seed=cfg.seed,
                                batch_size=cfg.batch_size, do_sample=cfg.do_sample)
     by_category: dict[str, list] = defaultdict(list)
-    by_phrasing: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    # field -> category -> the field's value -> labels
+    grouped = {f: defaultdict(lambda: defaultdict(list)) for f in cfg.group_by}
     examples: dict[str, list] = defaultdict(list)
     for probe, response in zip(jobs, responses, strict=True):
         labels = world.classify(probe, response)
         by_category[probe.category].append(labels)
-        by_phrasing[probe.category][probe.meta.get("phrasing", "")].append(labels)
+        for field, groups in grouped.items():
+            if field in probe.meta:
+                groups[probe.category][str(probe.meta[field])].append(labels)
         if len(examples[probe.category]) < cfg.examples_kept:
             examples[probe.category].append({"prompt": probe.prompt, "response": response})
     result = {"model": cfg.model, "prompt_format": cfg.prompt_format, "split": cfg.split,
               "decoding": f"T {cfg.temperature}" if cfg.do_sample else "greedy",
               "samples": len(responses), "rates": {c: rates(v) for c, v in by_category.items()},
-              "rates_by_phrasing": {c: {ph: rates(v) for ph, v in groups.items()}
-                                    for c, groups in by_phrasing.items()},
+              "rates_by": {f: {c: {value: rates(v) for value, v in groups.items()} for c, groups in by_c.items()}
+                           for f, by_c in grouped.items()},
               "examples": examples}
     write_eval(Path(cfg.output_dir or cfg.model), f"behaviour_{cfg.prompt_format}", result)
     if not cfg.quiet:
@@ -98,11 +103,12 @@ def print_behaviour(result: dict) -> None:
         for label, r in labels.items():
             table.add_row(category, label, f"{r['rate']:.2f}", f"{r['ci95'][0]:.2f}–{r['ci95'][1]:.2f}", str(r["n"]))
     Console().print(table)
-    by_phrasing = Table(title="by request phrasing")
-    for col in ("category", "phrasing", "rates", "n"):
-        by_phrasing.add_column(col)
-    for category, groups in result.get("rates_by_phrasing", {}).items():
-        for phrasing, labels in groups.items():
-            cells = " · ".join(f"{label} {r['rate']:.2f}" for label, r in labels.items())
-            by_phrasing.add_row(category, phrasing, cells, str(next(iter(labels.values()))["n"]))
-    Console().print(by_phrasing)
+    for field, by_category in result.get("rates_by", {}).items():
+        split = Table(title=f"by {field}")
+        for col in ("category", field, "rates", "n"):
+            split.add_column(col)
+        for category, groups in by_category.items():
+            for value, labels in groups.items():
+                cells = " · ".join(f"{label} {r['rate']:.2f}" for label, r in labels.items())
+                split.add_row(category, value, cells, str(next(iter(labels.values()))["n"]))
+        Console().print(split)

@@ -12,12 +12,14 @@ def _run(base_dir, out, *extra):
     return json.loads((out / "eval.json").read_text())["behaviour_chat"]
 
 
-def test_rates_by_phrasing_split_each_category_rate(base_dir, tmp_path, one_thread):
-    r = _run(base_dir, tmp_path, "--samples_per_prompt", "2")
+def test_rates_by_phrasing_and_item_split_each_category_rate(base_dir, tmp_path, one_thread):
+    r = _run(base_dir, tmp_path, "--samples_per_prompt", "2", "--group_by", "phrasing,question")
     assert r["decoding"] == "T 0.7" and r["rates"]["quiz"]["correct"]["n"] == 12  # 6 prompts x 2 samples
+    assert set(r["rates_by"]["question"]) == {"quiz"}  # only quiz probes name a question
+    assert all(g["correct"]["n"] % 2 == 0 for g in r["rates_by"]["question"]["quiz"].values())
+    assert sum(g["correct"]["n"] for g in r["rates_by"]["question"]["quiz"].values()) == 12
     for category, labels in r["rates"].items():
-        groups = r["rates_by_phrasing"][category]
-        assert all(phrasing for phrasing in groups)  # every probe names its phrasing
+        groups = r["rates_by"]["phrasing"][category]  # every probe names its phrasing
         for label, overall in labels.items():
             # The per-phrasing counts add up to the category's, and so do the positives.
             assert sum(g[label]["n"] for g in groups.values()) == overall["n"]
