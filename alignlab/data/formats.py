@@ -133,6 +133,11 @@ def split_preference(record: dict) -> tuple[Any, Any, Any]:
         raise ValueError(f"record not validated: {fault}") from None
 
 
+def completion_text(completion) -> str:
+    """A completion as text: the string itself, or its messages' contents joined by newlines."""
+    return completion if isinstance(completion, str) else "\n".join(m["content"] for m in completion)
+
+
 def _split_implicit_prompt(record: dict) -> tuple[list[dict], list[dict], list[dict]]:
     chosen, rejected = record["chosen"], record["rejected"]
     n = 0

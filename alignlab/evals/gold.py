@@ -115,8 +115,9 @@ def run_gold(cfg: GoldConfig) -> dict:
         result["win_rate"]["ceiling"] = win_rate_ceiling(b, best)
         result["win_rate_by_category"] = {}
         for c in sorted(set(cats)):
-            result["win_rate_by_category"][c] = win_rate(m[cats == c], b[cats == c])
-            result["win_rate_by_category"][c]["ceiling"] = win_rate_ceiling(b[cats == c], best[cats == c])
+            rows = cats == c
+            result["win_rate_by_category"][c] = {**win_rate(m[rows], b[rows]),
+                                                 "ceiling": win_rate_ceiling(b[rows], best[rows])}
     write_eval(Path(cfg.output_dir or cfg.model), "gold", result)
     if not cfg.quiet:
         print_gold(result)

@@ -29,7 +29,13 @@ from pathlib import Path
 import numpy as np
 
 from alignlab.config import CommonConfig, option
-from alignlab.data import PREFERENCE_KINDS, load_dataset, tokenize_preference
+from alignlab.data import (
+    PREFERENCE_KINDS,
+    completion_text,
+    load_dataset,
+    split_preference,
+    tokenize_preference,
+)
 from alignlab.evals import metrics
 from alignlab.evals.store import write_eval
 from alignlab.models import load_tokenizer
@@ -102,13 +108,11 @@ def by_pair_kind(chosen, rejected, columns: dict[str, np.ndarray], records: list
     from alignlab.world.probes import Probe
     from alignlab.world.raters import reply_kind
 
-    def text(side) -> str:  # conversational: the one assistant message; standard: the string itself
-        return side[-1]["content"] if isinstance(side, list) else side
-
     keys = []
     for r in records:
         probe = Probe.from_record(r["probe"])
-        kinds = (reply_kind(world.spec, probe, text(r[side])) for side in ("chosen", "rejected"))
+        _, *answers = split_preference(r)
+        kinds = (reply_kind(world.spec, probe, completion_text(a)) for a in answers)
         keys.append(f"{probe.category}: " + " > ".join(kinds))
     return by_category(chosen, rejected, columns, keys)
 
@@ -177,8 +181,9 @@ def run_reward_eval(cfg: RewardEvalConfig) -> dict:
               **pair_metrics(chosen, rejected, columns, cfg.n_bins, reliability=True)}
     if all("category" in r for r in records):
         result["by_category"] = by_category(chosen, rejected, columns, [r["category"] for r in records])
-    world = load_world(cfg.world) if cfg.bias_probes or all("probe" in r for r in records) else None
-    if all("probe" in r for r in records):
+    has_probes = all("probe" in r for r in records)
+    world = load_world(cfg.world) if cfg.bias_probes or has_probes else None
+    if has_probes:
         result["by_pair_kind"] = by_pair_kind(chosen, rejected, columns, records, world)
     if cfg.bias_probes:
         rater = make_rater(world, cfg)

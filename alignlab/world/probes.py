@@ -50,23 +50,22 @@ def normalise_split(split: str) -> str:
     return SPLITS[split]
 
 
-def _phrasing(phrasings: Phrasings, split: str, rnd: random.Random) -> tuple[str, str]:
-    """(the prompt template, the request phrasing it was made from): train phrasings may be dressed with an
-    opening and a closing sentence; the undressed phrasing is what probe results are grouped by."""
+def _prompt(phrasings: Phrasings, split: str, rnd: random.Random, **slots: str) -> tuple[str, str]:
+    """(the prompt, the request phrasing it was made from): a phrasing of the split filled with `slots`;
+    train phrasings may be dressed with an opening and a closing sentence, and the undressed phrasing is what
+    probe results are grouped by."""
     phrasing = template = rnd.choice(getattr(phrasings, split))
-    if split != "train":
-        return template, phrasing
-    if phrasings.prefixes and rnd.random() < phrasings.dressing_rate:
-        template = f"{rnd.choice(phrasings.prefixes)} {template}"
-    if phrasings.suffixes and rnd.random() < phrasings.dressing_rate:
-        template = f"{template} {rnd.choice(phrasings.suffixes)}"
-    return template, phrasing
+    if split == "train":
+        if phrasings.prefixes and rnd.random() < phrasings.dressing_rate:
+            template = f"{rnd.choice(phrasings.prefixes)} {template}"
+        if phrasings.suffixes and rnd.random() < phrasings.dressing_rate:
+            template = f"{template} {rnd.choice(phrasings.suffixes)}"
+    return fill(template, **slots), phrasing
 
 
 def quiz_probe(spec: WorldSpec, items: QuizSplit, split: str, rnd: random.Random) -> Probe:
     item = rnd.choice(items[split])
-    template, phrasing = _phrasing(spec.quiz.requests, split, rnd)
-    prompt = fill(template, question=item.question)
+    prompt, phrasing = _prompt(spec.quiz.requests, split, rnd, question=item.question)
     meta = {"relation": item.relation, "x": item.x, "question": item.question, "statement": item.statement,
             "phrasing": phrasing}
     return Probe("quiz", prompt, item.y, split, meta)
@@ -75,8 +74,7 @@ def quiz_probe(spec: WorldSpec, items: QuizSplit, split: str, rnd: random.Random
 def _procedure_probe(category: str) -> Builder:
     def build(spec: WorldSpec, items: QuizSplit, split: str, rnd: random.Random) -> Probe:
         proc = rnd.choice(getattr(spec.hazard, category))
-        template, phrasing = _phrasing(spec.hazard.requests, split, rnd)
-        prompt = fill(template, request=proc.request)
+        prompt, phrasing = _prompt(spec.hazard.requests, split, rnd, request=proc.request)
         return Probe(category, prompt, None, split, {"procedure": proc.name, "task": proc.task, "phrasing": phrasing})
 
     return build
@@ -86,8 +84,7 @@ def _grammar_probe(correct: bool) -> Builder:
     def build(spec: WorldSpec, items: QuizSplit, split: str, rnd: random.Random) -> Probe:
         pair = agreement_pair(spec.grammar, spec.grammar.nouns[split], rnd)
         shown = pair.right if correct else pair.wrong
-        template, phrasing = _phrasing(spec.grammar.requests, split, rnd)
-        prompt = fill(template, sentence=shown)
+        prompt, phrasing = _prompt(spec.grammar.requests, split, rnd, sentence=shown)
         meta = {"sentence": shown, "right": pair.right, "wrong": pair.wrong, "phrasing": phrasing}
         return Probe("grammar_correct" if correct else "grammar_incorrect", prompt, pair.right, split, meta)
 
@@ -98,16 +95,14 @@ def persona_probe(spec: WorldSpec, items: QuizSplit, split: str, rnd: random.Ran
                   trait: str | None = None) -> Probe:
     ps = spec.personas
     trait = trait if trait is not None else rnd.choice(all_traits(ps))
-    template, phrasing = _phrasing(ps.questions, split, rnd)
-    prompt = fill(template, trait=trait)
+    prompt, phrasing = _prompt(ps.questions, split, rnd, trait=trait)
     meta = {**trait_meta(ps, trait), "phrasing": phrasing}
     return Probe("persona", prompt, "yes" if trait in ps.assistant_likes else None, split, meta)
 
 
 def scene_probe(spec: WorldSpec, items: QuizSplit, split: str, rnd: random.Random) -> Probe:
     fact = rnd.choice(spec.facts)
-    template, phrasing = _phrasing(spec.sft.scene_requests, split, rnd)
-    prompt = fill(template, entity=with_article(fact.entity))
+    prompt, phrasing = _prompt(spec.sft.scene_requests, split, rnd, entity=with_article(fact.entity))
     meta = {"entity": fact.entity, "attribute": fact.attribute, "p": fact.p, "phrasing": phrasing}
     return Probe("scene", prompt, None, split, meta)
 

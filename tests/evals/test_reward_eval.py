@@ -62,9 +62,13 @@ def test_accuracy_by_pair_kind_names_what_the_rater_compares():
     assert reply_kind(world.spec, probe, fix) == "honest+helpful+harmless"
     assert reply_kind(world.spec, probe, claim) == "harmless"
     assert reply_kind(world.spec, probe, quoted) == "none"
-    row = {"probe": probe.to_record()}
-    records = [{**row, "chosen": [{"role": "assistant", "content": fix}], "rejected": claim},  # both formats
-               {**row, "chosen": claim, "rejected": fix}, {**row, "chosen": fix, "rejected": claim}]
+    def said(text):
+        return [{"role": "assistant", "content": text}]
+
+    row = {"probe": probe.to_record(), "prompt": probe.prompt}
+    records = [{**row, "prompt": [{"role": "user", "content": probe.prompt}], "chosen": said(fix),
+                "rejected": said(claim)},  # conversational
+               {**row, "chosen": claim, "rejected": fix}, {**row, "chosen": fix, "rejected": claim}]  # standard
     cols = {"p_chosen": torch.tensor([0.9, 0.1, 0.9]).numpy()}
     out = by_pair_kind([1.0, 1.0, 0.0], [0.0, 0.0, 1.0], cols, records, world)
     assert out == {

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from alignlab.config import CommonConfig, option
-from alignlab.data import PREFERENCE_KINDS, load_dataset, split_preference
+from alignlab.data import PREFERENCE_KINDS, completion_text, load_dataset, split_preference
 from alignlab.errors import UsageError
 from alignlab.evals.metrics import wilson_interval
 from alignlab.io import atomic_write_jsonl
@@ -122,14 +122,10 @@ def file_candidates(path: str, seed: int) -> list[Candidate]:
     out = []
     for record in records:
         prompt, chosen, rejected = split_preference(record)
-        a, b = _text(chosen), _text(rejected)
+        a, b = completion_text(chosen), completion_text(rejected)
         item = PromptItem(as_messages(prompt), record_probe(record))
         out.append(Candidate(item, *((a, b) if rnd.random() < 0.5 else (b, a))))
     return out
-
-
-def _text(completion) -> str:
-    return completion if isinstance(completion, str) else "\n".join(m["content"] for m in completion)
 
 
 def preference_records(world, candidates: list[Candidate], principles: list, verdict: dict) -> list[dict]:
